@@ -1,0 +1,226 @@
+"""The ``flaskserve`` command: train, import, serve, quickstart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .artifact import MANIFEST_NAME, ModelManifest, load_model, save_model
+from .errors import ArtifactError, DatasetError, SettingsError
+from .settings import DEFAULT_MODEL_DIR, Settings
+
+_PICKLE_WARNING = (
+    "refusing to read a pickle without --trust-pickle. Loading a pickle runs any code its "
+    "author put in it (via __reduce__), so a model file from an unknown source can take over "
+    "this machine. Pass --trust-pickle only for a file you or your team created; flaskserve "
+    "converts it once to the skops format, which is loaded without running code."
+)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="flaskserve")
+def main() -> None:
+    """Train scikit-learn models and serve them over HTTP, safely."""
+
+
+@main.command()
+@click.argument("csv_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target", help="The CSV column to predict (required with a CSV file).")
+@click.option("--name", help="The model's name (default: iris, or the CSV file's stem).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Artifact directory.",
+)
+def train(csv_file: Path | None, target: str | None, name: str | None, out: Path | None) -> None:
+    """Train the tutorial's random forest on iris, or on CSV_FILE, and save an artifact."""
+    _train(csv_file, target, name, out)
+
+
+def _train(
+    csv_file: Path | None, target: str | None, name: str | None, out: Path | None
+) -> ModelManifest:
+    from . import training
+
+    if csv_file is None:
+        if target is not None:
+            raise click.UsageError(
+                "--target needs a CSV file; without one the iris data set is used"
+            )
+        dataset, name = training.load_iris_dataset(), name or "iris"
+    else:
+        if target is None:
+            raise click.UsageError("--target COLUMN is required with a CSV file")
+        try:
+            dataset = training.read_csv_dataset(csv_file, target)
+        except DatasetError as e:
+            raise click.BadParameter(e.message, param_hint="CSV_FILE") from None
+        name = name or csv_file.stem
+    destination = out or Path("build") / name
+    result = training.train(dataset, destination, name=name)
+    click.echo(result.report, nl=False)
+    click.echo(
+        f"saved {result.manifest.name} v{result.manifest.version} to {destination}",
+        err=True,
+    )
+    return result.manifest
+
+
+@main.command("import")
+@click.argument("pickle_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--features", required=True, help="Feature names in column order, comma-separated.")
+@click.option("--class-names", help="Class names in the order of classes_, comma-separated.")
+@click.option("--name", help="The model's name (default: the --out directory's name).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_MODEL_DIR,
+    show_default=True,
+)
+@click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="I made this pickle and accept that loading it runs its code.",
+)
+def import_pickle(
+    pickle_file: Path,
+    features: str,
+    class_names: str | None,
+    name: str | None,
+    out: Path,
+    trust_pickle: bool,
+) -> None:
+    """Convert a pickled model (e.g. the tutorial's build/model.pkl) into an artifact."""
+    from .pickles import load_trusted_pickle
+
+    if not trust_pickle:
+        raise click.UsageError(_PICKLE_WARNING)
+    try:
+        estimator = load_trusted_pickle(pickle_file, trust_pickle=True)
+        manifest = save_model(
+            estimator,
+            out,
+            feature_names=_split(features),
+            class_names=_split(class_names),
+            name=name,
+        )
+    except (ArtifactError, ValueError) as e:
+        raise click.BadParameter(str(e), param_hint="PICKLE_FILE") from None
+    click.echo(f"saved {manifest.name} v{manifest.version} ({manifest.estimator}) to {out}")
+
+
+@main.command()
+@click.argument(
+    "model_dir",
+    required=False,
+    type=click.Path(path_type=Path),
+    default=DEFAULT_MODEL_DIR,
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="gunicorn workers [default: one per core].",
+)
+@click.option("--dev", is_flag=True, help="Use Flask's development server instead of gunicorn.")
+@click.option(
+    "--debugger",
+    is_flag=True,
+    help="With --dev: the Werkzeug debugger (loopback hosts only).",
+)
+@click.option("--access-log", is_flag=True, help="Log every request to standard output.")
+def serve(
+    model_dir: Path,
+    host: str,
+    port: int,
+    workers: int | None,
+    dev: bool,
+    debugger: bool,
+    access_log: bool,
+) -> None:
+    """Serve the artifact in MODEL_DIR over HTTP (default build/iris)."""
+    _serve(
+        model_dir,
+        host,
+        port,
+        workers,
+        dev=dev,
+        debugger=debugger,
+        access_log=access_log,
+    )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="gunicorn workers [default: one per core].",
+)
+def quickstart(host: str, port: int, workers: int | None) -> None:
+    """Train the tutorial's iris model into build/iris if missing, then serve it."""
+    if not (DEFAULT_MODEL_DIR / MANIFEST_NAME).exists():
+        _train(None, None, "iris", DEFAULT_MODEL_DIR)
+    _serve(
+        DEFAULT_MODEL_DIR,
+        host,
+        port,
+        workers,
+        dev=False,
+        debugger=False,
+        access_log=False,
+    )
+
+
+def _serve(
+    model_dir: Path,
+    host: str,
+    port: int,
+    workers: int | None,
+    *,
+    dev: bool,
+    debugger: bool,
+    access_log: bool,
+) -> None:
+    from . import server
+
+    if debugger and not dev:
+        raise click.UsageError("--debugger needs --dev (gunicorn never runs the debugger)")
+    if debugger and not server.is_loopback(host):
+        raise click.UsageError(
+            f"--debugger runs arbitrary code; it is allowed on loopback only, not {host}"
+        )
+    try:
+        settings = Settings.from_env(model_dir=model_dir)
+        manifest = load_model(
+            model_dir
+        ).manifest  # fail now, with one clear line, not in every worker
+    except ArtifactError as e:
+        hint = " (run `flaskserve train` first)" if model_dir == DEFAULT_MODEL_DIR else ""
+        raise click.BadParameter(e.message + hint, param_hint="MODEL_DIR") from None
+    except SettingsError as e:
+        raise click.UsageError(e.message) from None
+    click.echo(
+        f"serving {manifest.name} v{manifest.version} on http://{server.bind_address(host, port)}",
+        err=True,
+    )
+    if dev:
+        server.run_development(settings, host=host, port=port, debugger=debugger)
+    else:
+        server.run_gunicorn(
+            settings,
+            host=host,
+            port=port,
+            workers=workers or server.default_workers(),
+            access_log=access_log,
+        )
+
+
+def _split(values: str | None) -> list[str] | None:
+    if values is None:
+        return None
+    return [v.strip() for v in values.split(",") if v.strip()]

@@ -1,0 +1,1 @@
+"""Request and response bodies <-> NumPy arrays. Nothing here imports Flask."""

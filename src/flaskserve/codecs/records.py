@@ -1,0 +1,136 @@
+"""The tutorial's format: one JSON object of features, or a list of them.
+
+``{"sepal_length": 5.9, ...}`` is one row; ``[{...}, {...}]`` is a batch.
+Rows may also be positional arrays in the manifest's feature order.
+Every cell must be a finite JSON number: ``null``, booleans and strings are
+refused instead of being coerced the way ``np.asarray`` would (``True`` -> 1.0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..artifact import ModelManifest
+from ..errors import InvalidInput, PayloadTooLarge
+from ..runtime.base import Prediction
+
+
+def decode_rows(payload: Any, feature_names: Sequence[str], max_rows: int) -> np.ndarray:
+    """Turn a parsed JSON payload into a ``(rows, features)`` float64 matrix.
+
+    :param payload: the parsed body: an object, or a list of objects or arrays.
+    :param feature_names: the model's features, in column order.
+    :param max_rows: the batch limit.
+    :raises InvalidInput: any row or cell does not fit; the message names it.
+    :raises PayloadTooLarge: more rows than *max_rows*.
+    """
+    if isinstance(payload, dict):
+        return np.array([_decode_object(payload, feature_names, "")], dtype=np.float64)
+    if not isinstance(payload, list):
+        raise InvalidInput(
+            f"expected a JSON object of features or a list of them, got {describe(payload)}"
+        )
+    if not payload:
+        raise InvalidInput("expected at least one row, got an empty list")
+    if len(payload) > max_rows:
+        raise PayloadTooLarge(f"{len(payload)} rows is over the limit of {max_rows} per request")
+    first_kind = type(payload[0])
+    rows = []
+    for index, row in enumerate(payload):
+        where = f"row {index}: "
+        if isinstance(row, dict) and first_kind is dict:
+            rows.append(_decode_object(row, feature_names, where))
+        elif isinstance(row, list) and first_kind is list:
+            rows.append(_decode_array(row, feature_names, where))
+        else:
+            expected = "an object of features" if first_kind is dict else "an array of numbers"
+            if first_kind not in (dict, list):
+                expected = "an object of features or an array of numbers"
+            raise InvalidInput(f"{where}expected {expected} like row 0, got {describe(row)}")
+    return np.array(rows, dtype=np.float64)
+
+
+def encode_result(
+    prediction: Prediction, manifest: ModelManifest, *, labels: bool = False
+) -> dict[str, Any]:
+    """Build the tutorial's ``{"result": [...]}``, with optional extras.
+
+    ``probabilities`` (one list per row, in class order) is added when the
+    prediction carries them; ``labels`` (class names) when *labels* is true.
+    """
+    body: dict[str, Any] = {"result": prediction.predictions.tolist()}
+    if prediction.probabilities is not None:
+        body["probabilities"] = prediction.probabilities.tolist()
+    if labels:
+        body["labels"] = class_names_of(body["result"], manifest)
+    return body
+
+
+def class_names_of(predictions: list[Any], manifest: ModelManifest) -> list[str]:
+    """Map predicted class labels to the manifest's class names.
+
+    :raises InvalidInput: the model is a regressor, which has no classes.
+    """
+    if manifest.task != "classification":
+        raise InvalidInput(f"model {manifest.name!r} is a regression model: it has no class labels")
+    names = dict(zip(manifest.labels, manifest.class_names, strict=True))
+    return [names.get(p, str(p)) for p in predictions]
+
+
+def describe(value: Any) -> str:
+    """Name a JSON value's type the way a client would, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {'true' if value else 'false'}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"string {shown!r}"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return f"number {value!r}"
+
+
+def _decode_object(row: dict[str, Any], names: Sequence[str], where: str) -> list[float]:
+    if len(row) != len(names) or any(n not in row for n in names):
+        missing = [n for n in names if n not in row]
+        unknown = [k for k in row if k not in names]
+        problems = []
+        if missing:
+            problems.append(f"missing feature(s) {', '.join(map(repr, missing))}")
+        if unknown:
+            problems.append(f"unknown feature(s) {', '.join(map(repr, unknown))}")
+        raise InvalidInput(f"{where}{'; '.join(problems)} (expected: {', '.join(names)})")
+    return [_number(row[n], f"{where}feature {n!r}") for n in names]
+
+
+def _decode_array(row: list[Any], names: Sequence[str], where: str) -> list[float]:
+    if len(row) != len(names):
+        raise InvalidInput(
+            f"{where}expected {len(names)} values ({', '.join(names)}), got {len(row)}"
+        )
+    return [
+        _number(value, f"{where}feature {name!r}") for name, value in zip(names, row, strict=True)
+    ]
+
+
+def _number(value: Any, where: str) -> float:
+    # bool is an int subclass: check the exact type so true never becomes 1.0
+    if type(value) is float:
+        if math.isfinite(value):
+            return value
+        raise InvalidInput(
+            f"{where}: expected a finite number, got {value!r} (out of float64 range)"
+        )
+    if type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:
+            raise InvalidInput(f"{where}: number too large for float64") from None
+    raise InvalidInput(f"{where}: expected a number, got {describe(value)}")

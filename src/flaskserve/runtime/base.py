@@ -1,0 +1,30 @@
+"""The contract every runtime keeps, whatever evaluates the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..artifact import ModelManifest
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One batch's answers, row-aligned with the input.
+
+    ``probabilities`` is ``None`` unless asked for (and only for classifiers).
+    """
+
+    predictions: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+class Runtime(Protocol):
+    """Predicts on a float64 matrix whose columns follow ``manifest.features``."""
+
+    @property
+    def manifest(self) -> ModelManifest: ...
+
+    def predict(self, rows: np.ndarray, *, proba: bool = False) -> Prediction: ...
