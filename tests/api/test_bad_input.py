@@ -7,11 +7,13 @@ server (``integration``), so nothing depends on the test client's shortcuts.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 import requests
 from flask.testing import FlaskClient
+from liveserver import LiveServer
 
 from flaskserve.app import create_app
 from flaskserve.settings import Settings
@@ -112,8 +114,8 @@ def test_test_client(client: FlaskClient, case: Bad) -> None:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_real_server(live_server: object, case: Bad) -> None:
-    url: str = live_server.url  # type: ignore[attr-defined]
+def test_real_server(live_server: LiveServer, case: Bad) -> None:
+    url = live_server.url
     response = requests.request(
         case.method, url + case.path, data=case.body, headers=case.headers, timeout=30
     )
@@ -123,11 +125,11 @@ def test_real_server(live_server: object, case: Bad) -> None:
 
 
 @pytest.mark.integration
-def test_real_server_chunked_body_over_limit(live_server: object) -> None:
+def test_real_server_chunked_body_over_limit(live_server: LiveServer) -> None:
     """A body without Content-Length (chunked) is cut off at the limit too."""
-    url: str = live_server.url  # type: ignore[attr-defined]
+    url = live_server.url
 
-    def chunks() -> object:
+    def chunks() -> Iterator[bytes]:
         yield b"["
         for _ in range(11):
             yield b" " * (1024 * 1024)

@@ -1,0 +1,168 @@
+"""Real processes on loopback ports: ``flaskserve serve``, gunicorn, quickstart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from liveserver import LiveServer
+
+from flaskserve.artifact import MANIFEST_NAME
+
+ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
+TUTORIAL_BODY = (
+    b'{"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}'
+)
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_tutorial_curl_over_http(live_server: LiveServer, method: str) -> None:
+    url = live_server.url
+    headers = {"Content-Type": "application/json"}
+    response = requests.request(
+        method, url + "/predict", data=TUTORIAL_BODY, headers=headers, timeout=10
+    )
+    assert response.status_code == 200
+    assert response.content == b'{"result":[2]}\n'
+    assert response.headers["Server"].startswith("gunicorn")
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_tutorial_curl_command_as_written(live_server: LiveServer) -> None:
+    url = live_server.url
+    for extra in (["-H", "Content-Type:application/json"], []):
+        command = [
+            "curl",
+            "-s",
+            "-X",
+            "POST",
+            *extra,
+            "--data",
+            TUTORIAL_BODY.decode(),
+            f"{url}/predict",
+        ]
+        result = subprocess.run(command, capture_output=True, check=True, timeout=10)
+        assert result.stdout == b'{"result":[2]}\n'
+
+
+def test_concurrent_clients_all_answered(live_server: LiveServer) -> None:
+    url = live_server.url
+
+    def call(i: int) -> tuple[int, object]:
+        row = ROW if i % 2 else {**ROW, "petal_length": 1.4, "petal_width": 0.2, "sepal_width": 3.5}
+        response = requests.post(url + "/predict", json=row, timeout=30)
+        return response.status_code, response.json()["result"]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(160)))
+    assert all(status == 200 for status, _ in results)
+    assert [r for _, r in results] == [[2] if i % 2 else [0] for i in range(160)]
+
+
+def test_gunicorn_factory_with_environment(
+    model_dir: Path, tmp_path: Path, start: Callable[..., LiveServer]
+) -> None:
+    args = [
+        str(BIN / "gunicorn"),
+        "-w",
+        "2",
+        "-b",
+        "127.0.0.1:{port}",
+        "flaskserve.app:create_app()",
+    ]
+    server = start(args, env={"FLASKSERVE_MODEL_DIR": str(model_dir)})
+    try:
+        url = server.url
+        assert requests.post(url + "/predict", json=ROW, timeout=10).json() == {"result": [2]}
+        assert requests.get(url + "/model", timeout=10).json()["name"] == "iris"
+    finally:
+        server.stop()
+
+
+def test_quickstart_trains_then_serves(tmp_path: Path, start: Callable[..., LiveServer]) -> None:
+    args = [str(BIN / "flaskserve"), "quickstart", "--port", "{port}", "--workers", "1"]
+    server = start(args, cwd=tmp_path)
+    try:
+        url = server.url
+        assert requests.post(url + "/predict", data=TUTORIAL_BODY, timeout=10).json() == {
+            "result": [2]
+        }
+        assert (tmp_path / "build" / "iris" / MANIFEST_NAME).exists()
+        assert "Accuracy :  0.9555555555555556" in server.log.read_text()
+    finally:
+        server.stop()
+    assert server.process.returncode == 0
+
+
+def test_development_server(
+    model_dir: Path, tmp_path: Path, start: Callable[..., LiveServer]
+) -> None:
+    args = [str(BIN / "flaskserve"), "serve", str(model_dir), "--dev", "--port", "{port}"]
+    server = start(args)
+    try:
+        url = server.url
+        assert requests.post(url + "/predict", json=ROW, timeout=10).json() == {"result": [2]}
+        assert "Werkzeug" in requests.get(url + "/health", timeout=10).headers["Server"]
+    finally:
+        server.stop()
+
+
+def test_broken_artifact_never_takes_the_server_down(
+    model_dir: Path, tmp_path: Path, start: Callable[..., LiveServer]
+) -> None:
+    """A worker that restarts onto a corrupted artifact reports not-ready; the master lives."""
+    served = tmp_path / "iris"
+    shutil.copytree(model_dir, served)
+    args = [str(BIN / "flaskserve"), "serve", str(served), "--port", "{port}", "--workers", "2"]
+    server = start(args)
+    try:
+        url = server.url
+        with (served / "model.skops").open("ab") as f:
+            f.write(b"tampered")
+        master = server.process.pid
+        workers = _children(master)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while len(set(_children(master)) - set(workers)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.5)  # let the replacement try (and fail) to load the model
+        assert server.process.poll() is None
+        seen = set()
+        for _ in range(40):
+            assert requests.get(url + "/health", timeout=10).status_code == 200
+            response = requests.post(url + "/predict", json=ROW, timeout=10)
+            seen.add(response.status_code)
+            if response.status_code == 503:
+                assert "SHA-256 mismatch" in response.json()["error"]
+            else:
+                assert response.json() == {"result": [2]}
+        assert seen <= {200, 503}
+        assert len(_children(master)) == 2
+    finally:
+        server.stop()
+
+
+def test_sigterm_stops_cleanly(
+    model_dir: Path, tmp_path: Path, start: Callable[..., LiveServer]
+) -> None:
+    args = [str(BIN / "flaskserve"), "serve", str(model_dir), "--port", "{port}", "--workers", "1"]
+    server = start(args)
+    server.stop()
+    assert server.process.returncode == 0
+
+
+def _children(pid: int) -> list[int]:
+    result = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in result.stdout.split()]
