@@ -101,7 +101,7 @@ class ModelManifest:
             manifest = cls(**values)
         except KeyError as e:
             raise ArtifactError(f"{MANIFEST_NAME}: missing field {e.args[0]!r}") from e
-        except TypeError as e:
+        except (TypeError, ValueError, AttributeError) as e:
             raise ArtifactError(f"{MANIFEST_NAME}: malformed ({e})") from e
         _check_manifest(manifest)
         return manifest
@@ -234,7 +234,7 @@ def read_manifest(directory: Path) -> ModelManifest:
         raise ArtifactError(f"{manifest_path}: not a readable JSON file ({e})") from e
     if not isinstance(data, dict):
         raise ArtifactError(f"{manifest_path}: expected a JSON object")
-    if data.get("format_version") != FORMAT_VERSION:
+    if type(data.get("format_version")) is not int or data["format_version"] != FORMAT_VERSION:
         raise ArtifactError(
             f"{manifest_path}: format_version {data.get('format_version')!r} is not supported"
             f" (expected {FORMAT_VERSION})"
@@ -244,19 +244,22 @@ def read_manifest(directory: Path) -> ModelManifest:
 
 def _check_manifest(manifest: ModelManifest) -> None:
     # The model file name comes from disk: it must not lead out of the directory.
-    if Path(manifest.model_file).name != manifest.model_file or manifest.model_file in (
-        "",
-        ".",
-        "..",
-    ):
+    model_file = manifest.model_file
+    if not isinstance(model_file, str) or model_file in ("", ".", ".."):
         raise ArtifactError(f"{MANIFEST_NAME}: model_file must be a plain file name")
+    if Path(model_file).name != model_file:
+        raise ArtifactError(f"{MANIFEST_NAME}: model_file must be a plain file name")
+    if not isinstance(manifest.sha256, str) or len(manifest.sha256) != 64:
+        raise ArtifactError(f"{MANIFEST_NAME}: sha256 must be 64 hexadecimal digits")
+    if type(manifest.version) is not int or manifest.version < 1:
+        raise ArtifactError(f"{MANIFEST_NAME}: version must be a positive integer")
     if manifest.task not in ("classification", "regression"):
         raise ArtifactError(f"{MANIFEST_NAME}: task {manifest.task!r} is not supported")
     names = manifest.feature_names
     if (
-        not names
+        not all(isinstance(n, str) and n for n in names)
+        or not names
         or len(set(names)) != len(names)
-        or not all(isinstance(n, str) and n for n in names)
     ):
         raise ArtifactError(f"{MANIFEST_NAME}: features must be unique non-empty names")
     if manifest.task == "classification" and len(manifest.class_names) != len(manifest.labels):

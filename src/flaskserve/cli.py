@@ -59,7 +59,10 @@ def _train(
             raise click.BadParameter(e.message, param_hint="CSV_FILE") from None
         name = name or csv_file.stem
     destination = out or Path("build") / name
-    result = training.train(dataset, destination, name=name)
+    try:
+        result = training.train(dataset, destination, name=name)
+    except OSError as e:
+        raise click.BadParameter(f"cannot write {destination}: {e}", param_hint="--out") from None
     click.echo(result.report, nl=False)
     click.echo(
         f"saved {result.manifest.name} v{result.manifest.version} to {destination}",
@@ -106,6 +109,8 @@ def import_pickle(
             class_names=_split(class_names),
             name=name,
         )
+    except OSError as e:  # before ValueError's kin: the artifact could not be written
+        raise click.BadParameter(f"cannot write {out}: {e}", param_hint="--out") from None
     except (ArtifactError, ValueError) as e:
         raise click.BadParameter(str(e), param_hint="PICKLE_FILE") from None
     click.echo(f"saved {manifest.name} v{manifest.version} ({manifest.estimator}) to {out}")

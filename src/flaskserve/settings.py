@@ -57,6 +57,9 @@ def _parse(key: str, raw: str, kind: object) -> object:
             raise SettingsError(f"{key}: expected a path, got an empty value")
         return Path(raw)
     try:
-        return int(raw.replace("_", ""))
+        value = int(raw.replace("_", ""))
     except ValueError:
-        raise SettingsError(f"{key}: expected an integer, got {raw!r}") from None
+        raise SettingsError(f"{key}: expected a positive integer, got {raw!r}") from None
+    if value < 1:
+        raise SettingsError(f"{key}: expected a positive integer, got {raw!r}")
+    return value

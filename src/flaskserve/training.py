@@ -74,16 +74,15 @@ def read_csv_dataset(path: str | os.PathLike[str], target: str) -> Dataset:
     if not feature_names:
         raise DatasetError(f"{path}: no feature columns besides the target {target!r}")
     features = np.empty((len(rows), len(feature_names)), dtype=np.float64)
-    for line, row in enumerate(rows, start=2):
+    for index, (line, row) in enumerate(rows):
         cells = [c for i, c in enumerate(row) if i != target_index]
         for column, (name, cell) in enumerate(zip(feature_names, cells, strict=True)):
-            features[line - 2, column] = _parse_number(
-                cell, f"{path}, line {line}, column {name!r}"
-            )
-    labels = [row[target_index].strip() for row in rows]
+            where = f"{path}, line {line}, column {name!r}"
+            features[index, column] = _parse_number(cell, where)
+    labels = [row[target_index].strip() for _, row in rows]
     if any(not label for label in labels):
         raise DatasetError(f"{path}: column {target!r} has empty values")
-    y, task = _target_values(labels)
+    y, task = _target_values(labels, f"{path}: column {target!r}")
     return Dataset(features, y, feature_names, task)
 
 
@@ -133,21 +132,23 @@ def _evaluate(task: str, expected: np.ndarray, predicted: np.ndarray) -> tuple[d
     return scores, f"R2 :  {r2}\nMAE :  {mae}\nRMSE :  {rmse}\n"
 
 
-def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+def _read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and the non-blank rows, each with the line it ends on (for messages)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            table = [row for row in csv.reader(f) if any(cell.strip() for cell in row)]
+            reader = csv.reader(f)
+            table = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DatasetError(f"{path}: not a readable CSV file ({e})") from None
     if not table:
         raise DatasetError(f"{path}: empty file; expected a header row and data rows")
-    header = [h.strip() for h in table[0]]
+    header = [h.strip() for h in table[0][1]]
     if any(not h for h in header) or len(set(header)) != len(header):
-        raise DatasetError(f"{path}: the header row must name every column once: {table[0]}")
+        raise DatasetError(f"{path}: the header row must name every column once: {table[0][1]}")
     rows = table[1:]
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         if len(row) != len(header):
             raise DatasetError(
                 f"{path}, line {line}: expected {len(header)} fields, got {len(row)}"
@@ -172,13 +173,13 @@ def _parse_number(cell: str, where: str) -> float:
     return value
 
 
-def _target_values(labels: list[str]) -> tuple[np.ndarray, str]:
+def _target_values(labels: list[str], where: str) -> tuple[np.ndarray, str]:
     try:
         numbers = np.array([float(label) for label in labels])
     except ValueError:
         return np.array(labels), "classification"
     if not np.isfinite(numbers).all():
-        raise DatasetError("the target column has non-finite values")
+        raise DatasetError(f"{where} has non-finite values (nan or inf)")
     distinct = np.unique(numbers)
     if np.all(distinct == np.round(distinct)) and len(distinct) <= MAX_CLASSES_FOR_NUMERIC_TARGET:
         return numbers.astype(np.int64), "classification"
