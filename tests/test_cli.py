@@ -440,3 +440,20 @@ def test_serve_refuses_bad_options(
     # The last --port wins: the busy one only matters should a check regress.
     result = runner.invoke(main, ["serve", str(model_dir), "--port", str(busy_port), *args])
     _assert_refused(result, message)
+
+
+def test_import_refuses_a_model_serve_would_not_load(runner: CliRunner, workdir: Path) -> None:
+    """A type outside the trusted list is refused before anything is written."""
+    from fractions import Fraction
+
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=500).fit(x, y)
+    model.notes_ = Fraction(1, 3)  # any attribute of a type skops does not trust
+    (workdir / "odd.pkl").write_bytes(pickle.dumps(model))
+    result = runner.invoke(
+        main, ["import", "odd.pkl", "--features", IRIS_FEATURES, "--out", "odd", "--trust-pickle"]
+    )
+    _assert_refused(result, "fractions.Fraction")
+    assert not (workdir / "odd").exists()

@@ -207,7 +207,7 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
             f"{digest[:12]}...); the file was changed after it was saved, refusing to load it"
         )
     try:
-        untrusted = [t for t in sio.get_untrusted_types(data=payload) if t not in TRUSTED_TYPES]
+        untrusted = _refused_types(payload)
         if untrusted:
             raise ArtifactError(
                 f"{model_path}: contains types flaskserve does not trust: {', '.join(untrusted)}"
@@ -218,6 +218,23 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     except Exception as e:  # skops raises many kinds on a corrupt file; all mean "unreadable"
         raise ArtifactError(f"{model_path}: not a readable skops file ({e})") from e
     return LoadedModel(estimator=estimator, manifest=manifest, path=directory)
+
+
+def untrusted_types(estimator: Any) -> list[str]:
+    """The types in *estimator* that :func:`load_model` would refuse to load.
+
+    ``save_model`` writes any estimator; call this first to know whether
+    ``flaskserve serve`` will accept the result.
+    """
+    import skops.io as sio
+
+    return _refused_types(sio.dumps(estimator))
+
+
+def _refused_types(payload: bytes) -> list[str]:
+    import skops.io as sio
+
+    return [t for t in sio.get_untrusted_types(data=payload) if t not in TRUSTED_TYPES]
 
 
 def read_manifest(directory: Path) -> ModelManifest:

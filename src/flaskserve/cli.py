@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .artifact import MANIFEST_NAME, ModelManifest, load_model, save_model
+from .artifact import MANIFEST_NAME, ModelManifest, load_model, save_model, untrusted_types
 from .errors import ArtifactError, DatasetError, SettingsError
 from .settings import DEFAULT_MODEL_DIR, Settings
 
@@ -102,6 +102,9 @@ def import_pickle(
         raise click.UsageError(_PICKLE_WARNING)
     try:
         estimator = load_trusted_pickle(pickle_file, trust_pickle=True)
+        refused = untrusted_types(estimator)
+        if refused:
+            raise ValueError(f"flaskserve serve would refuse these types: {', '.join(refused)}")
         manifest = save_model(
             estimator,
             out,

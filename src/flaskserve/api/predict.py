@@ -17,8 +17,8 @@ def predict() -> ResponseReturnValue:
     runtime = get_runtime()
     manifest = runtime.manifest
     proba, labels = query_flag("proba"), query_flag("labels")
-    if labels and manifest.task != "classification":
-        records.class_names_of([], manifest)  # raises the regression error before any work
+    if labels:
+        records.require_classes(manifest)  # fail before decoding or predicting
     rows = records.decode_rows(read_json(), manifest.feature_names, get_state().settings.max_rows)
     prediction = runtime.predict(rows, proba=proba)
     return jsonify(records.encode_result(prediction, manifest, labels=labels))

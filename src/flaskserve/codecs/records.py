@@ -70,13 +70,18 @@ def encode_result(
     return body
 
 
+def require_classes(manifest: ModelManifest) -> None:
+    """:raises InvalidInput: the model is a regressor, which has no class labels."""
+    if manifest.task != "classification":
+        raise InvalidInput(f"model {manifest.name!r} is a regression model: it has no class labels")
+
+
 def class_names_of(predictions: list[Any], manifest: ModelManifest) -> list[str]:
     """Map predicted class labels to the manifest's class names.
 
     :raises InvalidInput: the model is a regressor, which has no classes.
     """
-    if manifest.task != "classification":
-        raise InvalidInput(f"model {manifest.name!r} is a regression model: it has no class labels")
+    require_classes(manifest)
     names = dict(zip(manifest.labels, manifest.class_names, strict=True))
     return [names.get(p, str(p)) for p in predictions]
 
