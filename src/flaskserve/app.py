@@ -9,20 +9,21 @@ from flask import Flask
 from .api import health, predict
 from .api.errors import register_error_handlers
 from .api.state import EXTENSION_KEY, ServerState
-from .errors import ArtifactError
 from .json import NumpyJSONProvider
-from .runtime import load_runtime
+from .runtime.registry import ModelRegistry
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the app and load its model.
+    """Build the app and load its models.
 
-    A model that fails to load does not stop the process: ``/ready`` and every
-    prediction answer 503 with the reason, so one bad artifact can never make a
-    gunicorn worker fail to boot and take its healthy siblings down with it.
+    A model that fails to load does not stop the process: ``/ready`` and its
+    prediction endpoints answer 503 with the reason, so one bad artifact can
+    never make a gunicorn worker fail to boot and take its siblings down.
+    Each worker rescans the model directory every ``poll_seconds``, starting
+    with its first request (so the watcher thread is born after gunicorn forks).
 
     :param settings: default: :meth:`Settings.from_env` (``FLASKSERVE_*`` variables).
     """
@@ -31,26 +32,21 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json = NumpyJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.debug = False  # the Werkzeug debugger runs arbitrary code; never from the factory
-    app.extensions[EXTENSION_KEY] = _load_state(settings)
+    registry = ModelRegistry(
+        settings.model_dir, state_dir=settings.state_dir, default_model=settings.default_model
+    )
+    _log_snapshot(registry)
+    app.extensions[EXTENSION_KEY] = ServerState(settings, registry)
+    app.before_request(lambda: registry.start_watching(settings.poll_seconds))
     register_error_handlers(app)
     app.register_blueprint(predict.bp)
     app.register_blueprint(health.bp)
     return app
 
 
-def _load_state(settings: Settings) -> ServerState:
-    state = ServerState(settings)
-    try:
-        state.runtime = load_runtime(settings.model_dir)
-    except ArtifactError as e:
-        state.load_error = e.message
-        logger.error("model not loaded: %s", e.message)
-    else:
-        manifest = state.runtime.manifest
-        logger.info(
-            "serving model %r version %s from %s",
-            manifest.name,
-            manifest.version,
-            settings.model_dir,
-        )
-    return state
+def _log_snapshot(registry: ModelRegistry) -> None:
+    snapshot = registry.refresh()
+    for name, versions in snapshot.models.items():
+        logger.info("serving model %r versions %s from %s", name, sorted(versions), registry.root)
+    if snapshot.error:
+        logger.error("no model loaded: %s", snapshot.error)

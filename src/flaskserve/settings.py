@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -18,14 +19,24 @@ DEFAULT_MODEL_DIR = Path("build/iris")
 class Settings:
     """What one server process needs to know.
 
-    :param model_dir: the model artifact directory to serve.
+    :param model_dir: one model artifact, or a ``<name>/<version>/`` repository of them.
     :param max_body_bytes: largest request body accepted (413 beyond).
     :param max_rows: largest batch accepted in one request (413 beyond).
+    :param poll_seconds: how often each worker rescans ``model_dir``; 0: never.
+    :param admin_token: turns on the repository API (index/load/unload) for
+        requests bearing it; ``None`` keeps that API off.
+    :param state_dir: where worker processes share load/unload decisions
+        (``flaskserve serve`` makes one); ``None``: each process decides alone.
+    :param default_model: the model ``/predict`` and ``/invocations`` serve.
     """
 
     model_dir: Path = DEFAULT_MODEL_DIR
     max_body_bytes: int = 10 * 1024 * 1024
     max_rows: int = 10_000
+    poll_seconds: float = 2.0
+    admin_token: str | None = None
+    state_dir: Path | None = None
+    default_model: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_rows"):
@@ -33,6 +44,10 @@ class Settings:
                 raise SettingsError(
                     f"{name}: expected a positive integer, got {getattr(self, name)}"
                 )
+        if not 0 <= self.poll_seconds < math.inf:
+            raise SettingsError(f"poll_seconds: expected 0 or more, got {self.poll_seconds}")
+        if self.admin_token is not None and len(self.admin_token) < 16:
+            raise SettingsError("admin_token: expected at least 16 characters")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -46,16 +61,31 @@ class Settings:
         for field in fields(cls):
             key = ENV_PREFIX + field.name.upper()
             if key in environ:
-                values[field.name] = _parse(key, environ[key], field.type)
+                values[field.name] = _parse(key, environ[key], str(field.type))
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return replace(cls(), **values)
+        try:
+            return replace(cls(), **values)
+        except SettingsError as e:  # name the variable, not the field
+            name = e.message.split(":", 1)[0]
+            key = ENV_PREFIX + name.upper()
+            raise SettingsError(f"{key}: {e.message.split(': ', 1)[1]}") from None
 
 
-def _parse(key: str, raw: str, kind: object) -> object:
-    if kind in (Path, "Path"):
+def _parse(key: str, raw: str, kind: str) -> object:
+    if kind.startswith("Path"):
         if not raw.strip():
             raise SettingsError(f"{key}: expected a path, got an empty value")
         return Path(raw)
+    if kind.startswith("str"):
+        return raw
+    if kind == "float":
+        try:
+            seconds = float(raw)
+        except ValueError:
+            raise SettingsError(f"{key}: expected a number of seconds, got {raw!r}") from None
+        if not 0 <= seconds < math.inf:
+            raise SettingsError(f"{key}: expected 0 or more, got {raw!r}")
+        return seconds
     try:
         value = int(raw.replace("_", ""))
     except ValueError:

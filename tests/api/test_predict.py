@@ -96,7 +96,7 @@ def test_missing_model_is_not_ready(tmp_path: Path) -> None:
     assert "flaskserve.json" in ready.json["error"]  # type: ignore[index]
     response = client.post("/predict", json=ROW)
     assert response.status_code == 503
-    assert "not ready" in response.json["error"]  # type: ignore[index]
+    assert "no model is ready" in response.json["error"]  # type: ignore[index]
     assert client.get("/model").status_code == 503
 
 

@@ -1,4 +1,4 @@
-"""Liveness, readiness and the served model's public metadata."""
+"""Liveness, readiness and the served models' public metadata."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from ..artifact import ModelManifest
-from .state import get_runtime, get_state
+from ..errors import FlaskServeError
+from ..runtime.registry import ServedModel
+from .state import get_model
 
 bp = Blueprint("health", __name__)
 
@@ -21,21 +23,28 @@ def health() -> ResponseReturnValue:
 
 @bp.get("/ready")
 def ready() -> ResponseReturnValue:
-    """200 once the model is loaded and verified; otherwise 503 with the reason."""
-    state = get_state()
-    if state.runtime is None:
-        return jsonify(status="not ready", error=state.load_error or "model not loaded"), 503
-    manifest = state.runtime.manifest
-    return jsonify(status="ready", model=manifest.name, version=manifest.version)
+    """200 once the default model is loaded and checked; otherwise 503 with the reason."""
+    try:
+        model = get_model()
+    except FlaskServeError as e:
+        return jsonify(status="not ready", error=e.message), 503
+    return jsonify(status="ready", model=model.name, version=model.version)
 
 
 @bp.get("/model")
-def model() -> ResponseReturnValue:
+@bp.get("/model/<name>")
+def model(name: str | None = None) -> ResponseReturnValue:
     """The manifest, less what only the operator needs (hashes of files on disk)."""
-    return jsonify(public_metadata(get_runtime().manifest))
+    return jsonify(public_metadata(get_model(name)))
 
 
-def public_metadata(manifest: ModelManifest) -> dict[str, Any]:
+def public_metadata(served: ServedModel) -> dict[str, Any]:
+    data = _public_manifest(served.runtime.manifest)
+    data["served_version"] = served.version
+    return data
+
+
+def _public_manifest(manifest: ModelManifest) -> dict[str, Any]:
     data = manifest.to_dict()
     for private in ("sha256", "model_file"):
         data.pop(private)

@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
 from ..codecs import records
+from ..runtime.registry import ServedModel
 from .body import query_flag, read_json
-from .state import get_runtime, get_state
+from .state import get_model, get_state
 
 bp = Blueprint("predict", __name__)
 
 
 @bp.route("/predict", methods=["POST", "PUT"])
-def predict() -> ResponseReturnValue:
-    runtime = get_runtime()
-    manifest = runtime.manifest
+@bp.route("/predict/<name>", methods=["POST", "PUT"])
+def predict(name: str | None = None) -> ResponseReturnValue:
+    """The default model (the highest version of it), or the model called *name*."""
+    model = get_model(name)
+    manifest = model.runtime.manifest
     proba, labels = query_flag("proba"), query_flag("labels")
     if labels:
         records.require_classes(manifest)  # fail before decoding or predicting
     rows = records.decode_rows(read_json(), manifest.feature_names, get_state().settings.max_rows)
-    prediction = runtime.predict(rows, proba=proba)
-    return jsonify(records.encode_result(prediction, manifest, labels=labels))
+    prediction = model.runtime.predict(rows, proba=proba)
+    return with_model_headers(
+        jsonify(records.encode_result(prediction, manifest, labels=labels)), model
+    )
+
+
+def with_model_headers(response: Response, model: ServedModel) -> Response:
+    """Say which model version answered, without touching the tutorial's body."""
+    response.headers["X-Model-Name"] = model.name
+    response.headers["X-Model-Version"] = str(model.version)
+    return response

@@ -1,4 +1,4 @@
-"""Where the app keeps its model: ``app.extensions["flaskserve"]``."""
+"""Where the app keeps its models: ``app.extensions["flaskserve"]``."""
 
 from __future__ import annotations
 
@@ -6,20 +6,18 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from ..errors import ModelNotReady
-from ..runtime import Runtime
+from ..runtime.registry import ModelRegistry, ServedModel
 from ..settings import Settings
 
 EXTENSION_KEY = "flaskserve"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServerState:
-    """The settings, the runtime if loaded, and why it is not if it failed."""
+    """The settings and the model registry of one app."""
 
     settings: Settings
-    runtime: Runtime | None = None
-    load_error: str | None = None
+    registry: ModelRegistry
 
 
 def get_state() -> ServerState:
@@ -27,12 +25,10 @@ def get_state() -> ServerState:
     return state
 
 
-def get_runtime() -> Runtime:
-    """The served model's runtime.
+def get_model(name: str | None = None, version: str | None = None) -> ServedModel:
+    """The model a request asked for; the default model when *name* is ``None``.
 
-    :raises ModelNotReady: the model failed to load; the message says why.
+    :raises ModelNotFound: no such model or version (404).
+    :raises ModelNotReady: it failed its checks or is unloaded (503).
     """
-    state = get_state()
-    if state.runtime is None:
-        raise ModelNotReady(f"the model is not ready: {state.load_error or 'not loaded'}")
-    return state.runtime
+    return get_state().registry.snapshot.get(name, version)

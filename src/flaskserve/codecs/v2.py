@@ -1,0 +1,501 @@
+"""The Open Inference Protocol (KServe v2) REST bodies.
+
+A request carries tensors: ``{"name", "shape", "datatype", "data"}``. Two
+layouts are read: one input of shape ``[n, n_features]`` (any name; the
+metadata advertises ``input-0``), or one input per feature, named like the
+manifest's features, each of shape ``[n]`` or ``[n, 1]``. ``data`` is flat
+row-major or nested exactly like ``shape``.
+
+The declared datatype is checked, not applied: every value must be valid for
+it (an ``INT8`` 300 or an ``FP32`` 1e300 is refused), and the model then sees
+the values as float64, unrounded. ``BYTES`` is refused, since every feature is
+numeric. Like :mod:`.records`, nothing is coerced: ``true`` is not 1 for FP64.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..artifact import ModelManifest
+from ..errors import InvalidInput, PayloadTooLarge
+from ..runtime.base import Prediction
+from .records import class_names_of, describe
+
+#: The outputs a request may ask for; the default is ``predict`` alone.
+OUTPUT_NAMES = ("predict", "predict_proba", "label")
+#: The name the metadata gives the single ``[n, n_features]`` input.
+COMBINED_INPUT = "input-0"
+
+_REQUEST_KEYS = ("id", "parameters", "inputs", "outputs")
+_INPUT_KEYS = ("name", "shape", "datatype", "parameters", "data")
+_INPUT_REQUIRED = ("name", "shape", "datatype", "data")
+_OUTPUT_KEYS = ("name", "parameters")
+_CLASSIFIER_OUTPUTS = ("predict_proba", "label")
+
+# The largest finite value of each float type.
+_FLOAT_LIMITS = {"FP16": 65504.0, "FP32": 3.4028234663852886e38, "FP64": math.inf}
+_INT_RANGES = {
+    **{f"INT{bits}": (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) for bits in (8, 16, 32, 64)},
+    **{f"UINT{bits}": (0, 2**bits - 1) for bits in (8, 16, 32, 64)},
+}
+_NUMERIC_DATATYPES = ("BOOL", *_INT_RANGES, *_FLOAT_LIMITS)
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A decoded inference request.
+
+    ``rows`` is ``(n, n_features)`` float64 with columns in
+    ``manifest.feature_names`` order; ``outputs`` are the requested output
+    names, in the order the response lists them.
+    """
+
+    rows: np.ndarray
+    outputs: tuple[str, ...] = ("predict",)
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    """An input whose header is valid; its data is not checked yet."""
+
+    name: str
+    shape: tuple[int, ...]
+    datatype: str
+    data: list[Any]
+
+    @property
+    def where(self) -> str:
+        return f"input {self.name!r}"
+
+
+def decode_infer_request(payload: Any, manifest: ModelManifest, max_rows: int) -> InferRequest:
+    """Turn a parsed v2 inference request into rows for the model.
+
+    :param payload: the parsed body: ``{"id"?, "parameters"?, "inputs", "outputs"?}``.
+    :param manifest: the model's manifest: its features and task.
+    :param max_rows: the batch limit.
+    :raises InvalidInput: any key, input, shape, datatype, value or output does
+        not fit; the message names it and says what was expected.
+    :raises PayloadTooLarge: more rows than *max_rows*.
+    """
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"expected a JSON object with 'inputs', got {describe(payload)}")
+    _check_keys(payload, _REQUEST_KEYS, ("inputs",), "request")
+    request_id = payload.get("id")
+    if "id" in payload and not isinstance(request_id, str):
+        raise InvalidInput(f"request: 'id' must be a string, got {describe(request_id)}")
+    parameters = _optional_object(payload, "parameters", "request")
+    tensors = _decode_inputs(payload["inputs"])
+    outputs = _decode_outputs(payload, manifest)
+    rows = _rows(tensors, manifest.feature_names, max_rows)
+    return InferRequest(rows=rows, outputs=outputs, id=request_id, parameters=parameters)
+
+
+def encode_infer_response(
+    prediction: Prediction,
+    request: InferRequest,
+    manifest: ModelManifest,
+    *,
+    model_name: str,
+    model_version: str,
+) -> dict[str, Any]:
+    """Build the v2 response: one output tensor per requested output, in order.
+
+    ``id`` and ``parameters`` are echoed only when the request had them.
+
+    :param prediction: the runtime's answer; it must carry ``probabilities``
+        when ``predict_proba`` was requested.
+    :param request: the decoded request.
+    :param manifest: the model's manifest, for class names.
+    :raises ValueError: ``predict_proba`` was requested but *prediction* has no
+        probabilities, an output name is unknown, or the predictions' dtype has
+        no v2 datatype.
+    :raises InvalidInput: ``label`` was requested from a regression model.
+    """
+    body: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    if request.id is not None:
+        body["id"] = request.id
+    if request.parameters is not None:
+        body["parameters"] = request.parameters
+    body["outputs"] = [_encode_output(name, prediction, manifest) for name in request.outputs]
+    return body
+
+
+def encode_model_metadata(
+    manifest: ModelManifest, *, name: str, versions: Sequence[str]
+) -> dict[str, Any]:
+    """Describe the model's inputs and outputs as v2 model metadata.
+
+    ``inputs`` lists one ``[-1]`` FP64 tensor per feature; ``parameters``
+    carries the task, the features' ranges and the single-input alternative.
+
+    :param name: the model name the server uses.
+    :param versions: the versions served.
+    :raises TypeError: *versions* is a string rather than a sequence of them.
+    """
+    if isinstance(versions, str):
+        raise TypeError(f"versions: expected a sequence of strings, got the string {versions!r}")
+    outputs: list[dict[str, Any]] = [
+        {"name": "predict", "datatype": _predict_datatype(manifest), "shape": [-1]}
+    ]
+    if manifest.task == "classification":
+        n_classes = len(manifest.labels)
+        outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, n_classes]})
+        outputs.append({"name": "label", "datatype": "BYTES", "shape": [-1]})
+    features = manifest.features
+    return {
+        "name": name,
+        "versions": list(versions),
+        "platform": "sklearn",
+        "inputs": [{"name": f.name, "datatype": "FP64", "shape": [-1]} for f in features],
+        "outputs": outputs,
+        "parameters": {
+            "task": manifest.task,
+            "features": [{"name": f.name, "min": f.min, "max": f.max} for f in features],
+            "combined_input": {
+                "name": COMBINED_INPUT,
+                "datatype": "FP64",
+                "shape": [-1, len(features)],
+            },
+        },
+    }
+
+
+# --- request: keys and headers ---
+
+
+def _check_keys(
+    value: dict[str, Any], allowed: Sequence[str], required: Sequence[str], where: str
+) -> None:
+    unknown = [k for k in value if k not in allowed]
+    if unknown:
+        raise InvalidInput(
+            f"{where}: unknown key(s) {_quoted(unknown)} (allowed: {', '.join(allowed)})"
+        )
+    missing = [k for k in required if k not in value]
+    if missing:
+        raise InvalidInput(f"{where}: missing key(s) {_quoted(missing)}")
+
+
+def _optional_object(value: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
+    if key not in value:
+        return None
+    found = value[key]
+    if not isinstance(found, dict):
+        raise InvalidInput(f"{where}: {key!r} must be an object, got {describe(found)}")
+    return found
+
+
+def _decode_inputs(value: Any) -> list[_Tensor]:
+    if not isinstance(value, list) or not value:
+        got = "an empty array" if value == [] else describe(value)
+        raise InvalidInput(f"'inputs': expected a non-empty array of input tensors, got {got}")
+    tensors = [_decode_input(item, index) for index, item in enumerate(value)]
+    counts = Counter(t.name for t in tensors)
+    duplicates = [name for name, count in counts.items() if count > 1]
+    if duplicates:
+        raise InvalidInput(f"inputs: duplicate input name(s) {_quoted(duplicates)}")
+    return tensors
+
+
+def _decode_input(item: Any, index: int) -> _Tensor:
+    where = f"inputs[{index}]"
+    if not isinstance(item, dict):
+        raise InvalidInput(f"{where}: expected an input tensor object, got {describe(item)}")
+    name = item.get("name")
+    if isinstance(name, str) and name:
+        where = f"input {name!r}"
+    _check_keys(item, _INPUT_KEYS, _INPUT_REQUIRED, where)
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"{where}: 'name' must be a non-empty string, got {describe(name)}")
+    shape = item["shape"]
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise InvalidInput(
+            f"{where}: 'shape' must be an array of non-negative integers, got {_shown(shape)}"
+        )
+    datatype = _check_datatype(item["datatype"], where)
+    if not isinstance(item["data"], list):
+        raise InvalidInput(f"{where}: 'data' must be an array, got {describe(item['data'])}")
+    _optional_object(item, "parameters", where)
+    return _Tensor(name, tuple(shape), datatype, item["data"])
+
+
+def _check_datatype(datatype: Any, where: str) -> str:
+    if not isinstance(datatype, str):
+        raise InvalidInput(f"{where}: 'datatype' must be a string, got {describe(datatype)}")
+    if datatype == "BYTES":
+        raise InvalidInput(
+            f"{where}: datatype BYTES is not supported for numeric features; use FP64"
+        )
+    if datatype not in _NUMERIC_DATATYPES:
+        raise InvalidInput(
+            f"{where}: unknown datatype {datatype[:40]!r}"
+            f" (expected one of {', '.join(_NUMERIC_DATATYPES)})"
+        )
+    return datatype
+
+
+# --- request: layouts and data ---
+
+
+def _rows(tensors: list[_Tensor], names: Sequence[str], max_rows: int) -> np.ndarray:
+    # One input is the combined layout unless it is named after a feature and
+    # shaped like one: then it is the per-feature layout with features missing.
+    only = tensors[0]
+    if len(tensors) == 1 and (only.name not in names or only.shape[1:] == (len(names),)):
+        return _combined_rows(only, names, max_rows)
+    return _feature_rows(tensors, names, max_rows)
+
+
+def _combined_rows(tensor: _Tensor, names: Sequence[str], max_rows: int) -> np.ndarray:
+    if len(tensor.shape) != 2 or tensor.shape[1] != len(names):
+        raise InvalidInput(
+            f"{tensor.where}: expected shape [-1, {len(names)}] (rows of {', '.join(names)}),"
+            f" got {list(tensor.shape)}"
+        )
+    _check_row_count(tensor, max_rows)
+    return _floats(tensor, names).reshape(tensor.shape)
+
+
+def _feature_rows(tensors: list[_Tensor], names: Sequence[str], max_rows: int) -> np.ndarray:
+    by_name = {t.name: t for t in tensors}
+    missing = [n for n in names if n not in by_name]
+    unknown = [t.name for t in tensors if t.name not in names]
+    if missing or unknown:
+        problems = [f"missing feature input(s) {_quoted(missing)}"] if missing else []
+        problems += [f"unknown input(s) {_quoted(unknown)}"] if unknown else []
+        raise InvalidInput(
+            f"inputs: {'; '.join(problems)} (expected one input per feature: {', '.join(names)};"
+            f" or one input of shape [-1, {len(names)}])"
+        )
+    first = by_name[names[0]]
+    n = _column_length(first)
+    _check_row_count(first, max_rows)
+    for tensor in tensors:
+        if _column_length(tensor) != n:
+            raise InvalidInput(
+                f"{tensor.where}: expected {n} rows like input {first.name!r},"
+                f" got shape {list(tensor.shape)}"
+            )
+    return np.column_stack([_floats(by_name[name], (name,)) for name in names])
+
+
+def _column_length(tensor: _Tensor) -> int:
+    if len(tensor.shape) == 1 or (len(tensor.shape) == 2 and tensor.shape[1] == 1):
+        return tensor.shape[0]
+    raise InvalidInput(
+        f"{tensor.where}: expected shape [-1] or [-1, 1] for one feature, got {list(tensor.shape)}"
+    )
+
+
+def _check_row_count(tensor: _Tensor, max_rows: int) -> None:
+    n = tensor.shape[0]
+    if n == 0:
+        raise InvalidInput(
+            f"{tensor.where}: expected at least one row, got shape {list(tensor.shape)}"
+        )
+    if n > max_rows:
+        raise PayloadTooLarge(f"{n} rows is over the limit of {max_rows} per request")
+
+
+def _floats(tensor: _Tensor, columns: Sequence[str]) -> np.ndarray:
+    """The tensor's values as flat float64; each value named by row and feature on error."""
+    values = _flat_values(tensor)
+    convert = _converter(tensor.datatype)
+    width = len(columns)
+    result = np.empty(len(values), dtype=np.float64)
+    for index, value in enumerate(values):
+        try:
+            result[index] = convert(value, tensor.datatype)
+        except ValueError as e:
+            where = f"{tensor.where}: row {index // width}, feature {columns[index % width]!r}"
+            raise InvalidInput(f"{where}: {e}") from e
+    return result
+
+
+def _flat_values(tensor: _Tensor) -> list[Any]:
+    nested = any(isinstance(v, list) for v in tensor.data)
+    values = _leaves(tensor.data) if nested else tensor.data
+    needed = math.prod(tensor.shape)
+    if len(values) != needed:
+        raise InvalidInput(
+            f"{tensor.where}: shape {list(tensor.shape)} needs {needed} values, got {len(values)}"
+        )
+    if nested:
+        _check_nesting(tensor.data, tensor.shape, tensor, "data")
+    return values
+
+
+def _leaves(data: list[Any]) -> list[Any]:
+    # Iterative, so an absurdly deep body cannot exhaust the recursion limit.
+    leaves: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            leaves.append(item)
+        else:
+            stack.pop()
+    return leaves
+
+
+def _check_nesting(data: Any, shape: tuple[int, ...], tensor: _Tensor, path: str) -> None:
+    where = f"{tensor.where}: nested data does not match shape {list(tensor.shape)}"
+    if not isinstance(data, list) or len(data) != shape[0]:
+        got = f"an array of {len(data)}" if isinstance(data, list) else describe(data)
+        raise InvalidInput(f"{where}: {path} should be an array of {shape[0]}, got {got}")
+    for index, item in enumerate(data):
+        if len(shape) > 1:
+            _check_nesting(item, shape[1:], tensor, f"{path}[{index}]")
+        elif isinstance(item, list):
+            raise InvalidInput(f"{where}: {path}[{index}] should be a value, got an array")
+
+
+# --- request: values ---
+
+
+def _converter(datatype: str) -> Callable[[Any, str], float]:
+    if datatype in _FLOAT_LIMITS:
+        return _float_value
+    if datatype in _INT_RANGES:
+        return _int_value
+    return _bool_value
+
+
+def _float_value(value: Any, datatype: str) -> float:
+    # bool is an int subclass: check the exact type so true never becomes 1.0
+    if type(value) is int:
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ValueError("number too large for float64") from None
+    elif type(value) is float:
+        number = value
+    else:
+        raise ValueError(f"expected a number ({datatype}), got {describe(value)}")
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r} (out of float64 range)")
+    if abs(number) > _FLOAT_LIMITS[datatype]:
+        raise ValueError(f"{value!r} is out of range for {datatype}")
+    return number
+
+
+def _int_value(value: Any, datatype: str) -> float:
+    if type(value) is not int:
+        raise ValueError(f"expected an integer ({datatype}), got {describe(value)}")
+    low, high = _INT_RANGES[datatype]
+    if not low <= value <= high:
+        shown = value if abs(value) < 10**40 else "number"
+        raise ValueError(f"{shown} is out of range for {datatype} ({low} to {high})")
+    return float(value)
+
+
+def _bool_value(value: Any, datatype: str) -> float:
+    if type(value) is not bool:
+        raise ValueError(f"expected true or false ({datatype}), got {describe(value)}")
+    return 1.0 if value else 0.0
+
+
+# --- request: outputs ---
+
+
+def _decode_outputs(payload: dict[str, Any], manifest: ModelManifest) -> tuple[str, ...]:
+    if "outputs" not in payload:
+        return ("predict",)
+    value = payload["outputs"]
+    if not isinstance(value, list) or not value:
+        got = "an empty array" if value == [] else describe(value)
+        raise InvalidInput(
+            f"'outputs': expected a non-empty array of {{\"name\": ...}} objects, got {got}"
+            " (omit 'outputs' for predict alone)"
+        )
+    names = tuple(_decode_output(item, index, manifest) for index, item in enumerate(value))
+    duplicates = [name for name, count in Counter(names).items() if count > 1]
+    if duplicates:
+        raise InvalidInput(f"outputs: duplicate output(s) {_quoted(duplicates)}")
+    return names
+
+
+def _decode_output(item: Any, index: int, manifest: ModelManifest) -> str:
+    where = f"outputs[{index}]"
+    if not isinstance(item, dict):
+        raise InvalidInput(
+            f'{where}: expected an object like {{"name": ...}}, got {describe(item)}'
+        )
+    _check_keys(item, _OUTPUT_KEYS, ("name",), where)
+    name = item["name"]
+    if not isinstance(name, str):
+        raise InvalidInput(f"{where}: 'name' must be a string, got {describe(name)}")
+    if name not in OUTPUT_NAMES:
+        raise InvalidInput(f"{where}: unknown output {name!r} (allowed: {', '.join(OUTPUT_NAMES)})")
+    if name in _CLASSIFIER_OUTPUTS and manifest.task != "classification":
+        raise InvalidInput(
+            f"output {name!r} is only for classifiers;"
+            f" model {manifest.name!r} is a regression model"
+        )
+    _optional_object(item, "parameters", where)
+    return name
+
+
+# --- response ---
+
+
+def _encode_output(name: str, prediction: Prediction, manifest: ModelManifest) -> dict[str, Any]:
+    if name == "predict":
+        return _tensor(name, np.asarray(prediction.predictions))
+    if name == "predict_proba":
+        if prediction.probabilities is None:
+            raise ValueError("output 'predict_proba' was requested but the prediction has none")
+        return _tensor(name, np.asarray(prediction.probabilities, dtype=np.float64))
+    if name == "label":
+        labels = class_names_of(np.asarray(prediction.predictions).tolist(), manifest)
+        return {"name": name, "shape": [len(labels)], "datatype": "BYTES", "data": labels}
+    raise ValueError(f"unknown output {name!r} (allowed: {', '.join(OUTPUT_NAMES)})")
+
+
+def _tensor(name: str, array: np.ndarray) -> dict[str, Any]:
+    datatype = _datatype_of(array.dtype)
+    data = array.ravel().tolist()
+    if datatype == "BYTES":
+        data = [v.decode() if isinstance(v, bytes) else str(v) for v in data]
+    return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
+
+
+def _datatype_of(dtype: np.dtype[Any]) -> str:
+    kinds = {"i": "INT64", "u": "INT64", "f": "FP64", "b": "BOOL"}
+    if dtype.kind in kinds:
+        return kinds[dtype.kind]
+    if dtype.kind in "USO":
+        return "BYTES"
+    raise ValueError(f"predictions of dtype {dtype} have no v2 datatype")
+
+
+def _predict_datatype(manifest: ModelManifest) -> str:
+    if manifest.task != "classification":
+        return "FP64"
+    return _datatype_of(np.asarray(manifest.labels).dtype)
+
+
+# --- messages ---
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(map(repr, names))
+
+
+def _shown(value: Any) -> str:
+    if not isinstance(value, list):
+        return describe(value)
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,342 @@
+"""Many models and versions from one directory, reloaded without downtime.
+
+A repository is either one artifact directory (served under its manifest's
+name and version) or a tree ``<root>/<name>/<version>/`` of artifacts. Each
+refresh scans the tree, loads what is new or changed *beside* what is served,
+checks it (hash and trusted types, schema, the smoke rows recorded at
+training) and then swaps one immutable :class:`Snapshot` in with a single
+assignment. A request reads the snapshot once, so it is answered wholly by
+the old version or wholly by the new one; a version that fails a check is
+never served and the previous one keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..artifact import MANIFEST_NAME, read_manifest
+from ..errors import ArtifactError, FlaskServeError, InvalidInput, ModelNotFound, ModelNotReady
+from .base import Runtime
+from .loader import load_runtime
+
+logger = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+UNLOADED_FILE = "unloaded.json"
+Key = tuple[str, int]
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded, checked version, under the name and version it is served as."""
+
+    name: str
+    version: int
+    runtime: Runtime
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What is served at one instant; replaced whole, never changed in place."""
+
+    models: Mapping[str, Mapping[int, ServedModel]] = field(default_factory=dict)
+    failures: Mapping[Key, str] = field(default_factory=dict)
+    unloaded: frozenset[str] = frozenset()
+    default_name: str | None = None
+    error: str | None = None  # why nothing at all could be found, if so
+
+    def get(self, name: str | None = None, version: str | int | None = None) -> ServedModel:
+        """The version asked for, or the highest version of *name* (default: the default model).
+
+        :raises InvalidInput: the name or version is malformed.
+        :raises ModelNotFound: no such model or version.
+        :raises ModelNotReady: it exists on disk but failed its checks or is unloaded.
+        """
+        name = name or self.default_name
+        if name is None:
+            raise ModelNotReady(f"no model is ready: {self.error or 'none loaded'}")
+        validate_name(name)
+        wanted = parse_version(version) if version is not None else None
+        versions = self.models.get(name, {})
+        if wanted is None and versions:
+            return versions[max(versions)]
+        if wanted is not None and wanted in versions:
+            return versions[wanted]
+        self._raise_missing(name, wanted)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _raise_missing(self, name: str, version: int | None) -> None:
+        if name in self.unloaded:
+            raise ModelNotReady(f"model {name!r} is unloaded")
+        failed = {v: why for (n, v), why in self.failures.items() if n == name}
+        if version is not None and version in failed:
+            raise ModelNotReady(
+                f"model {name!r} version {version} failed to load: {failed[version]}"
+            )
+        if version is None and failed:
+            raise ModelNotReady(f"model {name!r} failed to load: {failed[max(failed)]}")
+        if version is not None and (name in self.models or failed):
+            raise ModelNotFound(f"model {name!r} has no version {version}")
+        raise ModelNotFound(f"no model named {name!r}")
+
+    def statuses(self) -> list[dict[str, object]]:
+        """Every known version: READY, UNAVAILABLE (with the reason) or UNLOADED."""
+        rows: list[dict[str, object]] = []
+        for name, versions in sorted(self.models.items()):
+            rows += [
+                {"name": name, "version": str(v), "state": "READY", "reason": ""}
+                for v in sorted(versions)
+            ]
+        for (name, version), reason in sorted(self.failures.items()):
+            rows.append(
+                {"name": name, "version": str(version), "state": "UNAVAILABLE", "reason": reason}
+            )
+        rows += [
+            {"name": n, "version": "", "state": "UNLOADED", "reason": ""}
+            for n in sorted(self.unloaded)
+        ]
+        return rows
+
+    @property
+    def ready(self) -> bool:
+        """Every model that is not unloaded has at least one version serving."""
+        failing = {name for name, _ in self.failures} - set(self.models)
+        return bool(self.models) and not failing
+
+
+def validate_name(name: str) -> None:
+    """:raises InvalidInput: *name* is not a safe model name (it becomes a path)."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidInput(
+            f"model name {name!r}: expected 1-64 letters, digits, '.', '_' or '-',"
+            " starting with a letter or digit"
+        )
+
+
+def parse_version(version: str | int) -> int:
+    """:raises InvalidInput: *version* is not a positive integer."""
+    text = str(version)
+    if not text.isascii() or not text.isdigit() or int(text) < 1 or len(text) > 9:
+        raise InvalidInput(f"model version {text!r}: expected a positive integer")
+    return int(text)
+
+
+@dataclass
+class _Entry:
+    fingerprint: Fingerprint
+    model: ServedModel | None
+    failure: str | None = None
+
+
+class ModelRegistry:
+    """Loads, checks and serves every artifact under *root*.
+
+    :param root: one artifact directory, or a ``<name>/<version>/`` tree.
+    :param state_dir: where load/unload decisions are shared between worker
+        processes; ``None`` keeps them in this process only.
+    :param default_model: the model ``/predict`` serves; default: the only
+        model, or the first name in sorted order.
+    """
+
+    def __init__(
+        self, root: Path, *, state_dir: Path | None = None, default_model: str | None = None
+    ) -> None:
+        self.root = root
+        self._state_dir = state_dir
+        self._default_model = default_model
+        self._entries: dict[Key, _Entry] = {}
+        self._local_unloaded: set[str] = set()
+        self._lock = threading.Lock()
+        self._snapshot = Snapshot()
+        self._wake = threading.Event()
+        self._watcher_pid: int | None = None
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def refresh(self) -> Snapshot:
+        """Scan the repository, load and check what changed, then swap in the result."""
+        with self._lock:
+            unloaded = self._unloaded()
+            try:
+                found = discover(self.root)
+            except ArtifactError as e:  # keep serving what was good; say what is wrong
+                self._snapshot = self._build(unloaded, e.message)
+                return self._snapshot
+            for key, path in found.items():
+                if key[0] not in unloaded:
+                    self._update(key, path)
+            for key in set(self._entries) - set(found):
+                logger.info("model %r version %s removed from %s", key[0], key[1], self.root)
+                del self._entries[key]
+            for key in [k for k in self._entries if k[0] in unloaded]:
+                del self._entries[key]
+            missing = None if found else f"{self.root}: no model artifacts found"
+            self._snapshot = self._build(unloaded, missing)
+            return self._snapshot
+
+    def set_unloaded(self, name: str, unloaded: bool) -> Snapshot:
+        """Stop (or resume) serving every version of *name*, in all workers sharing the state dir.
+
+        :raises ModelNotFound: *name* is not in the repository.
+        """
+        validate_name(name)
+        if not any(n == name for n, _ in discover(self.root)):
+            raise ModelNotFound(f"no model named {name!r} in the repository")
+        names = self._unloaded()
+        names = names | {name} if unloaded else names - {name}
+        self._store_unloaded(names)
+        return self.refresh()
+
+    def start_watching(self, interval: float) -> None:
+        """Refresh every *interval* seconds (and on :meth:`request_refresh`) in a daemon thread.
+
+        Idempotent per process, and safe after a fork: a forked worker starts its own.
+        """
+        if interval <= 0 or self._watcher_pid == os.getpid():
+            return
+        self._watcher_pid = os.getpid()
+        thread = threading.Thread(
+            target=self._watch, args=(interval,), name="flaskserve-watch", daemon=True
+        )
+        thread.start()
+
+    def request_refresh(self) -> None:
+        """Wake the watcher now (safe from a signal handler)."""
+        self._wake.set()
+
+    def _watch(self, interval: float) -> None:
+        while True:
+            self._wake.wait(interval)
+            self._wake.clear()
+            try:
+                self.refresh()
+            except Exception:  # a watcher that dies would silently stop all reloads
+                logger.exception("refreshing the model repository failed")
+
+    def _update(self, key: Key, path: Path) -> None:
+        fingerprint = _fingerprint(path)
+        entry = self._entries.get(key)
+        if entry is not None and entry.fingerprint == fingerprint:
+            return
+        try:
+            model = ServedModel(key[0], key[1], load_checked(path))
+        except FlaskServeError as e:
+            logger.error("model %r version %s not served: %s", key[0], key[1], e.message)
+            previous = entry.model if entry is not None else None
+            self._entries[key] = _Entry(fingerprint, previous, e.message)
+            return
+        logger.info("model %r version %s loaded from %s", key[0], key[1], path)
+        self._entries[key] = _Entry(fingerprint, model)
+
+    def _build(self, unloaded: frozenset[str], error: str | None) -> Snapshot:
+        models: dict[str, dict[int, ServedModel]] = {}
+        failures: dict[Key, str] = {}
+        for (name, version), entry in sorted(self._entries.items()):
+            if entry.model is not None:
+                models.setdefault(name, {})[version] = entry.model
+            if entry.failure is not None:  # shown even while an earlier load of it still serves
+                failures[(name, version)] = entry.failure
+        names = sorted(set(models) | {n for n, _ in failures})
+        default = (
+            self._default_model if self._default_model in names else (names[0] if names else None)
+        )
+        return Snapshot(models, failures, unloaded, default, error)
+
+    def _unloaded(self) -> frozenset[str]:
+        if self._state_dir is None:
+            return frozenset(self._local_unloaded)
+        try:
+            names = json.loads((self._state_dir / UNLOADED_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return frozenset()
+        except (OSError, ValueError) as e:
+            logger.error("ignoring unreadable %s: %s", UNLOADED_FILE, e)
+            return frozenset()
+        return frozenset(n for n in names if isinstance(n, str))
+
+    def _store_unloaded(self, names: frozenset[str]) -> None:
+        if self._state_dir is None:
+            self._local_unloaded = set(names)
+            return
+        self._state_dir.mkdir(parents=True, exist_ok=True)
+        staging = self._state_dir / f".{UNLOADED_FILE}.{os.getpid()}"
+        staging.write_text(json.dumps(sorted(names)), encoding="utf-8")
+        os.replace(staging, self._state_dir / UNLOADED_FILE)
+
+
+def discover(root: Path) -> dict[Key, Path]:
+    """Find the artifacts under *root*, keyed by (name, version); unsafe entries are skipped."""
+    if (root / MANIFEST_NAME).is_file():
+        manifest = read_manifest(root)
+        return {(manifest.name, manifest.version): root}
+    if not root.is_dir():
+        raise ArtifactError(
+            f"{root}: no such directory (expected a model artifact with {MANIFEST_NAME})"
+        )
+    base = root.resolve()
+    found: dict[Key, Path] = {}
+    for model_dir in sorted(root.iterdir()):
+        if model_dir.name.startswith(".") or not model_dir.is_dir():
+            continue
+        if not NAME_PATTERN.fullmatch(model_dir.name):
+            logger.warning("skipping %s: not a valid model name", model_dir)
+            continue
+        for version_dir in sorted(model_dir.iterdir()):
+            if not version_dir.name.isdigit() or not (version_dir / MANIFEST_NAME).is_file():
+                continue
+            if not version_dir.resolve().is_relative_to(base):
+                logger.warning("skipping %s: it leads outside %s", version_dir, root)
+                continue
+            found[(model_dir.name, int(version_dir.name))] = version_dir
+    return found
+
+
+def load_checked(path: Path) -> Runtime:
+    """Load an artifact and prove it works before it may serve.
+
+    Beyond ``load_model``'s hash and type checks: the estimator's feature count
+    must match the manifest, and the smoke rows stored at training must give
+    the predictions recorded then.
+
+    :raises ArtifactError: any check fails.
+    """
+    runtime = load_runtime(path)
+    sample = runtime.manifest.sample
+    if sample.get("inputs"):
+        rows = np.asarray(sample["inputs"], dtype=np.float64)
+        got = runtime.predict(rows).predictions
+        expected = np.asarray(sample["predictions"])
+        same = (
+            np.allclose(got, expected, rtol=1e-9)
+            if got.dtype.kind == "f"
+            else np.array_equal(got, expected)
+        )
+        if not same:
+            raise ArtifactError(
+                f"{path}: smoke test failed: the sample rows stored at training"
+                " no longer give the recorded predictions"
+            )
+    return runtime
+
+
+def _fingerprint(path: Path) -> Fingerprint:
+    entries = []
+    for child in sorted(path.iterdir()):
+        try:
+            stat = child.stat()
+        except OSError:  # vanished between listing and stat: the next scan sees the truth
+            continue
+        entries.append((child.name, stat.st_mtime_ns, stat.st_size))
+    return tuple(entries)
