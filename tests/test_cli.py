@@ -374,7 +374,7 @@ def test_import_reports_an_unwritable_out(
 
 def test_serve_refuses_a_missing_artifact(runner: CliRunner, workdir: Path, busy_port: int) -> None:
     result = runner.invoke(main, ["serve", "nowhere", "--port", str(busy_port)])
-    _assert_refused(result, "Invalid value for MODEL_DIR", "no flaskserve.json")
+    _assert_refused(result, "Invalid value for MODEL_DIR", "flaskserve.json")
     assert "flaskserve train" not in result.output
 
 
@@ -382,7 +382,7 @@ def test_serve_default_dir_suggests_training(
     runner: CliRunner, workdir: Path, busy_port: int
 ) -> None:
     result = runner.invoke(main, ["serve", "--port", str(busy_port)])
-    _assert_refused(result, "build/iris: no flaskserve.json", "(run `flaskserve train` first)")
+    _assert_refused(result, "build/iris: no such directory", "(run `flaskserve train` first)")
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from .api import health, predict
+from .api import health, mlflow, predict, v2
 from .api.errors import register_error_handlers
 from .api.state import EXTENSION_KEY, ServerState
 from .json import NumpyJSONProvider
@@ -41,6 +41,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(predict.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(v2.bp)
+    app.register_blueprint(mlflow.bp)
     return app
 
 

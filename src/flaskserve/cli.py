@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .artifact import MANIFEST_NAME, ModelManifest, load_model, save_model, untrusted_types
+from .artifact import MANIFEST_NAME, ModelManifest, save_model, untrusted_types
 from .errors import ArtifactError, DatasetError, SettingsError
 from .settings import DEFAULT_MODEL_DIR, Settings
 
@@ -204,21 +206,16 @@ def _serve(
         )
     try:
         settings = Settings.from_env(model_dir=model_dir)
-        manifest = load_model(
-            model_dir
-        ).manifest  # fail now, with one clear line, not in every worker
-    except ArtifactError as e:
-        hint = " (run `flaskserve train` first)" if model_dir == DEFAULT_MODEL_DIR else ""
-        raise click.BadParameter(e.message + hint, param_hint="MODEL_DIR") from None
     except SettingsError as e:
         raise click.UsageError(e.message) from None
-    click.echo(
-        f"serving {manifest.name} v{manifest.version} on http://{server.bind_address(host, port)}",
-        err=True,
-    )
+    served = _check_repository(settings)  # fail now, with one clear line, not in every worker
+    click.echo(f"serving {served} on http://{server.bind_address(host, port)}", err=True)
     if dev:
         server.run_development(settings, host=host, port=port, debugger=debugger)
-    else:
+        return
+    with tempfile.TemporaryDirectory(prefix="flaskserve-state-") as state_dir:
+        if settings.state_dir is None:  # workers share load/unload decisions through it
+            settings = dataclasses.replace(settings, state_dir=Path(state_dir))
         server.run_gunicorn(
             settings,
             host=host,
@@ -226,6 +223,23 @@ def _serve(
             workers=workers or server.default_workers(),
             access_log=access_log,
         )
+
+
+def _check_repository(settings: Settings) -> str:
+    """Load every model once before any worker does; refuse a directory with none that works."""
+    from .runtime.registry import ModelRegistry
+
+    snapshot = ModelRegistry(settings.model_dir).refresh()
+    for (name, version), reason in snapshot.failures.items():
+        click.echo(
+            f"warning: model {name!r} version {version} will not be served: {reason}", err=True
+        )
+    if not snapshot.models:
+        reasons = [snapshot.error] if snapshot.error else list(snapshot.failures.values())
+        hint = " (run `flaskserve train` first)" if settings.model_dir == DEFAULT_MODEL_DIR else ""
+        message = "; ".join(r for r in reasons if r) or "no model could be loaded"
+        raise click.BadParameter(message + hint, param_hint="MODEL_DIR")
+    return ", ".join(f"{name} v{max(versions)}" for name, versions in snapshot.models.items())
 
 
 def _split(values: str | None) -> list[str] | None:

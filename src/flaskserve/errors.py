@@ -13,6 +13,7 @@ class FlaskServeError(Exception):
     """Base of every error flaskserve raises on purpose."""
 
     status_code: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
+    headers: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -69,3 +70,16 @@ class DatasetError(FlaskServeError):
     """Training data that cannot be used: unreadable, ragged, non-numeric."""
 
     status_code = HTTPStatus.BAD_REQUEST
+
+
+class Unauthorized(FlaskServeError):
+    """A protected endpoint was called without the right bearer token."""
+
+    status_code = HTTPStatus.UNAUTHORIZED
+    headers = (("WWW-Authenticate", 'Bearer realm="flaskserve"'),)
+
+
+class Forbidden(FlaskServeError):
+    """The endpoint is switched off by configuration."""
+
+    status_code = HTTPStatus.FORBIDDEN

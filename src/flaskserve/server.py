@@ -5,10 +5,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
+import sys
+import threading
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 from .app import create_app
 from .settings import Settings
@@ -52,12 +56,45 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships n
         if "control_socket_disable" in self.cfg.settings:
             self.cfg.set("control_socket_disable", True)
 
+    def run(self) -> None:
+        try:
+            RescanningArbiter(self).run()
+        except RuntimeError as e:  # gunicorn's own way to report a bind failure and such
+            print(f"\nError: {e}\n", file=sys.stderr)
+            sys.exit(1)
+
     def load(self) -> Flask:
         gunicorn_log = logging.getLogger("gunicorn.error")
         package_log = logging.getLogger("flaskserve")
         package_log.handlers = gunicorn_log.handlers
         package_log.setLevel(gunicorn_log.level)
         return create_app(self._settings)
+
+
+class RescanningArbiter(Arbiter):  # type: ignore[misc]
+    """SIGHUP makes every worker rescan the model repository in place.
+
+    gunicorn's own HUP replaces the workers, and a replacement knows nothing of
+    the last good model: a bad artifact on disk would then serve nothing. A
+    rescan keeps the old version serving until the new one has passed its checks.
+    """
+
+    def handle_hup(self) -> None:
+        self.log.info("Hang up: every worker rescans the model repository")
+        for pid in list(self.WORKERS):
+            self.kill_worker(pid, signal.SIGHUP)
+
+
+def _rescan_on_hangup(worker: Any) -> None:
+    """gunicorn ``post_worker_init`` hook: SIGHUP in a worker starts a rescan."""
+    from .api.state import EXTENSION_KEY
+
+    registry = worker.wsgi.extensions[EXTENSION_KEY].registry
+
+    def on_hangup(signum: int, frame: object) -> None:
+        threading.Thread(target=registry.refresh, name="flaskserve-rescan", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, on_hangup)
 
 
 def run_gunicorn(
@@ -74,6 +111,7 @@ def run_gunicorn(
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "flaskserve",
+        "post_worker_init": _rescan_on_hangup,
     }
     GunicornServer(settings, options).run()
 

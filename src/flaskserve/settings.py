@@ -39,6 +39,10 @@ class Settings:
     default_model: str | None = None
 
     def __post_init__(self) -> None:
+        # accept plain strings for paths, as os.PathLike-taking APIs do
+        object.__setattr__(self, "model_dir", Path(self.model_dir))
+        if self.state_dir is not None:
+            object.__setattr__(self, "state_dir", Path(self.state_dir))
         for name in ("max_body_bytes", "max_rows"):
             if getattr(self, name) < 1:
                 raise SettingsError(

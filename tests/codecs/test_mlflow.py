@@ -67,7 +67,8 @@ def test_every_json_format_gives_the_same_matrix(payload: dict[str, Any]) -> Non
         b"\xef\xbb\xbf" + CSV,
         CSV.replace(b"\n", b"\r\n"),
         b"petal_width, petal_length ,sepal_width,sepal_length\n0.2,1.4,3.5,5.1\n\n1.3,4.3,2.9,6.2",
-        b'sepal_length,sepal_width,petal_length,petal_width\n"5.1", 3.5 ,1.4,.2\n6.2,2.9,4.3,13e-1\n',
+        b"sepal_length,sepal_width,petal_length,petal_width\n"
+        b'"5.1", 3.5 ,1.4,.2\n6.2,2.9,4.3,13e-1\n',
     ],
     ids=["plain", "bom", "crlf", "other-order-blank-line-no-final-newline", "quoted-spaced"],
 )
@@ -79,7 +80,8 @@ def test_csv_gives_the_same_matrix(body: bytes) -> None:
 
 # MLflow's documented requests, with iris columns in place of "a", "b", "c".
 # "Deploy MLflow Model as a Local Inference Server":
-#   curl .../invocations -H "Content-Type:application/json" --data '{"inputs": [[1, 2], [3, 4], [5, 6]]}'
+#   curl .../invocations -H "Content-Type:application/json" \
+#        --data '{"inputs": [[1, 2], [3, 4], [5, 6]]}'
 #   curl .../invocations -H 'Content-Type: application/csv' --data '1,2,3,4'
 # MLflow 2.x models docs ("Deploy MLflow models", local REST API example requests):
 #   {"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1, 2, 3], [4, 5, 6]]}}
@@ -90,7 +92,9 @@ DOC_ROWS = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
 DOC_EXAMPLES = {
     "quickstart-inputs": {"inputs": DOC_ROWS},
     "dataframe_split": {"dataframe_split": {"columns": list(NAMES), "data": DOC_ROWS}},
-    "dataframe_records": {"dataframe_records": [dict(zip(NAMES, r, strict=True)) for r in DOC_ROWS]},
+    "dataframe_records": {
+        "dataframe_records": [dict(zip(NAMES, r, strict=True)) for r in DOC_ROWS]
+    },
     "instances": {"instances": [dict(zip(NAMES, r, strict=True)) for r in DOC_ROWS]},
     "inputs-columnar": {"inputs": {n: [r[i] for r in DOC_ROWS] for i, n in enumerate(NAMES)}},
 }
@@ -126,7 +130,7 @@ def test_mlflow_documented_non_numeric_examples_are_refused() -> None:
 
 SPLIT = {"columns": list(NAMES), "data": EXPECTED}
 BAD_PAYLOADS: list[tuple[str, Any, str]] = [
-    ("not-object", [ROW_0], 'got an array (wrap rows as {"dataframe_records": [...]})'),
+    ("not-object", [ROW_0], 'got an array (wrap it: {"inputs": [...]})'),
     ("string", "rows", "with one of the keys dataframe_split, dataframe_records"),
     ("no-key", {}, "expected exactly one of the keys dataframe_split"),
     ("only-params", {"params": {}}, "got none"),
@@ -274,6 +278,7 @@ BAD_CSV: list[tuple[str, bytes, str]] = [
     ("underscore", (HEADER + "1_000,2,3,4\n").encode(), "got string '1_000'"),
     ("overflow", (HEADER + "1e999,2,3,4\n").encode(), "(out of float64 range)"),
     ("bad-quote", (HEADER + '1,"2"x,3,4\n').encode(), "CSV: line 2: invalid CSV"),
+    ("open-quote", (HEADER + '1,"2,3,4\n').encode(), "invalid CSV (unexpected end of data)"),
 ]
 
 
@@ -333,9 +338,10 @@ def test_encode_predictions(predictions: np.ndarray, expected: list[Any]) -> Non
 
 
 def test_module_imports_neither_web_framework_nor_pandas() -> None:
+    banned = "('flask', 'werkzeug', 'pandas')"
     code = (
         "import sys, flaskserve.codecs.mlflow; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug', 'pandas')))"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {banned}))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -13,8 +13,8 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
-def read_json() -> Any:
-    """Parse the body as JSON whatever its Content-Type, like the tutorial's ``force=True``.
+def read_body() -> bytes:
+    """The raw body, within the size limit, uncompressed.
 
     The size limit is Flask's ``MAX_CONTENT_LENGTH``. Werkzeug raises 413 for a
     declared length over it, but silently truncates a chunked body at the limit,
@@ -22,7 +22,6 @@ def read_json() -> Any:
 
     :raises UnsupportedMediaType: a compressed body (no decompression bombs).
     :raises PayloadTooLarge: the body is over the limit.
-    :raises InvalidInput: the body is not strict JSON.
     """
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
@@ -33,7 +32,15 @@ def read_json() -> Any:
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(body) >= limit:
         raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
-    return parse_json(body)
+    return body
+
+
+def read_json() -> Any:
+    """Parse the body as JSON whatever its Content-Type, like the tutorial's ``force=True``.
+
+    :raises InvalidInput: the body is not strict JSON (and see :func:`read_body`).
+    """
+    return parse_json(read_body())
 
 
 def query_flag(name: str) -> bool:

@@ -21,7 +21,9 @@ def register_error_handlers(app: Flask) -> None:
 def _handle_flaskserve_error(error: FlaskServeError) -> tuple[Response, int]:
     if error.status_code == 500:  # the model failed; 503s are reported by /ready
         logger.error("%s: %s", type(error).__name__, error.message)
-    return jsonify(error=error.message), int(error.status_code)
+    response = jsonify(error=error.message)
+    response.headers.extend(error.headers)
+    return response, int(error.status_code)
 
 
 def _handle_http_exception(error: HTTPException) -> Response:

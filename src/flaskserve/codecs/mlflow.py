@@ -96,7 +96,7 @@ def encode_predictions(prediction: Prediction) -> dict[str, Any]:
 def _format_key(payload: Any) -> str:
     accepted = ", ".join(FORMATS)
     if not isinstance(payload, dict):
-        hint = ' (wrap rows as {"dataframe_records": [...]})' if isinstance(payload, list) else ""
+        hint = ' (wrap it: {"inputs": [...]})' if isinstance(payload, list) else ""
         raise InvalidInput(
             f"expected a JSON object with one of the keys {accepted}, got {describe(payload)}{hint}"
         )

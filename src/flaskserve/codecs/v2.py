@@ -468,7 +468,7 @@ def _tensor(name: str, array: np.ndarray) -> dict[str, Any]:
     datatype = _datatype_of(array.dtype)
     data = array.ravel().tolist()
     if datatype == "BYTES":
-        data = [v.decode() if isinstance(v, bytes) else str(v) for v in data]
+        data = [v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in data]
     return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
 
 

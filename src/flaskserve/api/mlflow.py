@@ -1,0 +1,49 @@
+"""MLflow's scoring protocol: ``POST /invocations``, ``GET /ping``, ``GET /version``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from .. import __version__
+from ..codecs import mlflow
+from ..errors import UnsupportedMediaType
+from .body import read_body, read_json
+from .predict import with_model_headers
+from .state import get_model, get_state
+
+bp = Blueprint("mlflow", __name__)
+
+_JSON = ("application/json",)
+_CSV = ("text/csv",)
+
+
+@bp.post("/invocations")
+def invocations() -> ResponseReturnValue:
+    """Score the default model; the body's Content-Type picks JSON or CSV, as in MLflow."""
+    model = get_model()
+    names = model.runtime.manifest.feature_names
+    max_rows = get_state().settings.max_rows
+    content_type = request.mimetype
+    if content_type in _CSV:
+        rows = mlflow.decode_csv(read_body(), names, max_rows)
+    elif content_type in _JSON or content_type.endswith("+json"):
+        rows = mlflow.decode_json(read_json(), names, max_rows)
+    else:
+        shown = content_type or "none"
+        raise UnsupportedMediaType(
+            f"Content-Type {shown!r} is not accepted; send application/json or text/csv"
+        )
+    prediction = model.runtime.predict(rows)
+    return with_model_headers(jsonify(mlflow.encode_predictions(prediction)), model)
+
+
+@bp.get("/ping")
+def ping() -> ResponseReturnValue:
+    """MLflow's liveness probe: 200 with an empty line, like MLflow's own server."""
+    return Response("\n", mimetype="application/json")
+
+
+@bp.get("/version")
+def version() -> ResponseReturnValue:
+    return Response(__version__, mimetype="text/plain")
