@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from .api import health, mlflow, predict, v2
+from .api import health, mlflow, openapi, predict, v2
 from .api.errors import register_error_handlers
 from .api.state import EXTENSION_KEY, ServerState
 from .json import NumpyJSONProvider
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(v2.bp)
     app.register_blueprint(mlflow.bp)
+    app.register_blueprint(openapi.bp)
     return app
 
 
