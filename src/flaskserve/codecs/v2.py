@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 from ..artifact import ModelManifest
 from ..errors import InvalidInput, PayloadTooLarge
 from ..runtime.base import Prediction
+from .dtypes import NUMERIC_DATATYPES, datatype_of, value_converter
 from .records import class_names_of, describe
 
 #: The outputs a request may ask for; the default is ``predict`` alone.
@@ -38,14 +39,6 @@ _INPUT_KEYS = ("name", "shape", "datatype", "parameters", "data")
 _INPUT_REQUIRED = ("name", "shape", "datatype", "data")
 _OUTPUT_KEYS = ("name", "parameters")
 _CLASSIFIER_OUTPUTS = ("predict_proba", "label")
-
-# The largest finite value of each float type.
-_FLOAT_LIMITS = {"FP16": 65504.0, "FP32": 3.4028234663852886e38, "FP64": math.inf}
-_INT_RANGES = {
-    **{f"INT{bits}": (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) for bits in (8, 16, 32, 64)},
-    **{f"UINT{bits}": (0, 2**bits - 1) for bits in (8, 16, 32, 64)},
-}
-_NUMERIC_DATATYPES = ("BOOL", *_INT_RANGES, *_FLOAT_LIMITS)
 
 
 @dataclass(frozen=True)
@@ -236,10 +229,10 @@ def _check_datatype(datatype: Any, where: str) -> str:
         raise InvalidInput(
             f"{where}: datatype BYTES is not supported for numeric features; use FP64"
         )
-    if datatype not in _NUMERIC_DATATYPES:
+    if datatype not in NUMERIC_DATATYPES:
         raise InvalidInput(
             f"{where}: unknown datatype {datatype[:40]!r}"
-            f" (expected one of {', '.join(_NUMERIC_DATATYPES)})"
+            f" (expected one of {', '.join(NUMERIC_DATATYPES)})"
         )
     return datatype
 
@@ -310,7 +303,7 @@ def _check_row_count(tensor: _Tensor, max_rows: int) -> None:
 def _floats(tensor: _Tensor, columns: Sequence[str]) -> np.ndarray:
     """The tensor's values as flat float64; each value named by row and feature on error."""
     values = _flat_values(tensor)
-    convert = _converter(tensor.datatype)
+    convert = value_converter(tensor.datatype)
     width = len(columns)
     result = np.empty(len(values), dtype=np.float64)
     for index, value in enumerate(values):
@@ -363,48 +356,6 @@ def _check_nesting(data: Any, shape: tuple[int, ...], tensor: _Tensor, path: str
 
 
 # --- request: values ---
-
-
-def _converter(datatype: str) -> Callable[[Any, str], float]:
-    if datatype in _FLOAT_LIMITS:
-        return _float_value
-    if datatype in _INT_RANGES:
-        return _int_value
-    return _bool_value
-
-
-def _float_value(value: Any, datatype: str) -> float:
-    # bool is an int subclass: check the exact type so true never becomes 1.0
-    if type(value) is int:
-        try:
-            number = float(value)
-        except OverflowError:
-            raise ValueError("number too large for float64") from None
-    elif type(value) is float:
-        number = value
-    else:
-        raise ValueError(f"expected a number ({datatype}), got {describe(value)}")
-    if not math.isfinite(number):
-        raise ValueError(f"expected a finite number, got {value!r} (out of float64 range)")
-    if abs(number) > _FLOAT_LIMITS[datatype]:
-        raise ValueError(f"{value!r} is out of range for {datatype}")
-    return number
-
-
-def _int_value(value: Any, datatype: str) -> float:
-    if type(value) is not int:
-        raise ValueError(f"expected an integer ({datatype}), got {describe(value)}")
-    low, high = _INT_RANGES[datatype]
-    if not low <= value <= high:
-        shown = value if abs(value) < 10**40 else "number"
-        raise ValueError(f"{shown} is out of range for {datatype} ({low} to {high})")
-    return float(value)
-
-
-def _bool_value(value: Any, datatype: str) -> float:
-    if type(value) is not bool:
-        raise ValueError(f"expected true or false ({datatype}), got {describe(value)}")
-    return 1.0 if value else 0.0
 
 
 # --- request: outputs ---
@@ -465,26 +416,17 @@ def _encode_output(name: str, prediction: Prediction, manifest: ModelManifest) -
 
 
 def _tensor(name: str, array: np.ndarray) -> dict[str, Any]:
-    datatype = _datatype_of(array.dtype)
+    datatype = datatype_of(array.dtype)
     data = array.ravel().tolist()
     if datatype == "BYTES":
         data = [v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in data]
     return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
 
 
-def _datatype_of(dtype: np.dtype[Any]) -> str:
-    kinds = {"i": "INT64", "u": "INT64", "f": "FP64", "b": "BOOL"}
-    if dtype.kind in kinds:
-        return kinds[dtype.kind]
-    if dtype.kind in "USO":
-        return "BYTES"
-    raise ValueError(f"predictions of dtype {dtype} have no v2 datatype")
-
-
 def _predict_datatype(manifest: ModelManifest) -> str:
     if manifest.task != "classification":
         return "FP64"
-    return _datatype_of(np.asarray(manifest.labels).dtype)
+    return datatype_of(np.asarray(manifest.labels).dtype)
 
 
 # --- messages ---

@@ -1,0 +1,76 @@
+"""Open Inference Protocol datatypes: their ranges, and JSON values checked against them.
+
+The declared datatype is checked, not applied: a value must be valid for it
+(an ``INT8`` 300 or an ``FP32`` 1e300 is refused) and is then used as float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .records import describe
+
+# The largest finite value of each float type.
+FLOAT_LIMITS = {"FP16": 65504.0, "FP32": 3.4028234663852886e38, "FP64": math.inf}
+INT_RANGES = {
+    **{f"INT{bits}": (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) for bits in (8, 16, 32, 64)},
+    **{f"UINT{bits}": (0, 2**bits - 1) for bits in (8, 16, 32, 64)},
+}
+NUMERIC_DATATYPES = ("BOOL", *INT_RANGES, *FLOAT_LIMITS)
+
+
+def value_converter(datatype: str) -> Callable[[Any, str], float]:
+    """The checker for *datatype*: it returns the value as a float or raises ValueError."""
+    if datatype in FLOAT_LIMITS:
+        return _float_value
+    if datatype in INT_RANGES:
+        return _int_value
+    return _bool_value
+
+
+def _float_value(value: Any, datatype: str) -> float:
+    # bool is an int subclass: check the exact type so true never becomes 1.0
+    if type(value) is int:
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ValueError("number too large for float64") from None
+    elif type(value) is float:
+        number = value
+    else:
+        raise ValueError(f"expected a number ({datatype}), got {describe(value)}")
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r} (out of float64 range)")
+    if abs(number) > FLOAT_LIMITS[datatype]:
+        raise ValueError(f"{value!r} is out of range for {datatype}")
+    return number
+
+
+def _int_value(value: Any, datatype: str) -> float:
+    if type(value) is not int:
+        raise ValueError(f"expected an integer ({datatype}), got {describe(value)}")
+    low, high = INT_RANGES[datatype]
+    if not low <= value <= high:
+        shown = value if abs(value) < 10**40 else "number"
+        raise ValueError(f"{shown} is out of range for {datatype} ({low} to {high})")
+    return float(value)
+
+
+def _bool_value(value: Any, datatype: str) -> float:
+    if type(value) is not bool:
+        raise ValueError(f"expected true or false ({datatype}), got {describe(value)}")
+    return 1.0 if value else 0.0
+
+
+def datatype_of(dtype: np.dtype[Any]) -> str:
+    """The v2 datatype that carries an array of *dtype* in a response."""
+    kinds = {"i": "INT64", "u": "INT64", "f": "FP64", "b": "BOOL"}
+    if dtype.kind in kinds:
+        return kinds[dtype.kind]
+    if dtype.kind in "USO":
+        return "BYTES"
+    raise ValueError(f"predictions of dtype {dtype} have no v2 datatype")
