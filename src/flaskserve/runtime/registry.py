@@ -31,6 +31,7 @@ from .loader import load_runtime
 logger = logging.getLogger(__name__)
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,8}")
 UNLOADED_FILE = "unloaded.json"
 Key = tuple[str, int]
 Fingerprint = tuple[tuple[str, int, int], ...]
@@ -248,7 +249,7 @@ class ModelRegistry:
                 models.setdefault(name, {})[version] = entry.model
             if entry.failure is not None:  # shown even while an earlier load of it still serves
                 failures[(name, version)] = entry.failure
-        names = sorted(set(models) | {n for n, _ in failures})
+        names = sorted(models) + sorted({n for n, _ in failures} - set(models))  # serving first
         default = (
             self._default_model if self._default_model in names else (names[0] if names else None)
         )
@@ -280,6 +281,11 @@ def discover(root: Path) -> dict[Key, Path]:
     """Find the artifacts under *root*, keyed by (name, version); unsafe entries are skipped."""
     if (root / MANIFEST_NAME).is_file():
         manifest = read_manifest(root)
+        if not NAME_PATTERN.fullmatch(manifest.name):
+            raise ArtifactError(
+                f"{root}: model name {manifest.name!r} cannot be served; save it with a name of"
+                " letters, digits, '.', '_' or '-'"
+            )
         return {(manifest.name, manifest.version): root}
     if not root.is_dir():
         raise ArtifactError(
@@ -294,7 +300,9 @@ def discover(root: Path) -> dict[Key, Path]:
             logger.warning("skipping %s: not a valid model name", model_dir)
             continue
         for version_dir in sorted(model_dir.iterdir()):
-            if not version_dir.name.isdigit() or not (version_dir / MANIFEST_NAME).is_file():
+            if not _VERSION_PATTERN.fullmatch(version_dir.name):
+                continue  # "01" would be a second "1"; "²".isdigit() is true
+            if not (version_dir / MANIFEST_NAME).is_file():
                 continue
             if not version_dir.resolve().is_relative_to(base):
                 logger.warning("skipping %s: it leads outside %s", version_dir, root)
