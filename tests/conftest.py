@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from liveserver import LiveServer, start_server
 
 from flaskserve.app import create_app
 from flaskserve.settings import ENV_PREFIX, Settings
 from flaskserve.training import load_iris_dataset, train
+from liveserver import LiveServer, start_server
 
 TUTORIAL_ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
 FLASKSERVE = str(Path(sys.executable).with_name("flaskserve"))

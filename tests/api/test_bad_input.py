@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 from flask.testing import FlaskClient
-from liveserver import LiveServer
 
 from flaskserve.app import create_app
 from flaskserve.settings import Settings
+from liveserver import LiveServer
 
 ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from liveserver import LiveServer
 
 from flaskserve.artifact import MANIFEST_NAME
+from liveserver import LiveServer
 
 ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
 TUTORIAL_BODY = (
