@@ -54,7 +54,7 @@ def start_server(
         process = subprocess.Popen(
             command,
             cwd=cwd,
-            env={**os.environ, **(env or {})},
+            env={**_environment_without_settings(), **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -72,3 +72,8 @@ def start_server(
         time.sleep(0.1)
     server.stop()
     raise RuntimeError(f"server not ready within {deadline_s} s:\n{log.read_text()}")
+
+
+def _environment_without_settings() -> dict[str, str]:
+    """The test process's environment less any FLASKSERVE_* a developer's shell may hold."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("FLASKSERVE_")}

@@ -457,3 +457,11 @@ def test_import_refuses_a_model_serve_would_not_load(runner: CliRunner, workdir:
     )
     _assert_refused(result, "fractions.Fraction")
     assert not (workdir / "odd").exists()
+
+
+def test_serve_refuses_an_unknown_default_model(
+    runner: CliRunner, model_dir: Path, busy_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLASKSERVE_DEFAULT_MODEL", "irsi")
+    result = runner.invoke(main, ["serve", str(model_dir), "--port", str(busy_port)])
+    _assert_refused(result, "FLASKSERVE_DEFAULT_MODEL: 'irsi' is not a model", "models: iris")

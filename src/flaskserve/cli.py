@@ -239,6 +239,11 @@ def _check_repository(settings: Settings) -> str:
         hint = " (run `flaskserve train` first)" if settings.model_dir == DEFAULT_MODEL_DIR else ""
         message = "; ".join(r for r in reasons if r) or "no model could be loaded"
         raise click.BadParameter(message + hint, param_hint="MODEL_DIR")
+    if settings.default_model is not None and settings.default_model not in snapshot.models:
+        raise click.UsageError(
+            f"FLASKSERVE_DEFAULT_MODEL: {settings.default_model!r} is not a model in"
+            f" {settings.model_dir} (models: {', '.join(sorted(snapshot.models))})"
+        )
     return ", ".join(f"{name} v{max(versions)}" for name, versions in snapshot.models.items())
 
 

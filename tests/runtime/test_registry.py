@@ -206,9 +206,8 @@ def test_directory_names_win_over_the_manifest(small_dir: Path, tmp_path: Path) 
         (["solo"], None, "solo"),
         (["beta", "alpha"], None, "alpha"),
         (["beta", "alpha"], "beta", "beta"),
-        (["beta", "alpha"], "missing", "alpha"),
     ],
-    ids=["only-one", "sorted-first", "setting", "setting-unknown"],
+    ids=["only-one", "sorted-first", "setting"],
 )
 def test_default_model(
     small_dir: Path, tmp_path: Path, names: list[str], setting: str | None, expected: str
@@ -218,6 +217,16 @@ def test_default_model(
     snapshot = ModelRegistry(tmp_path, default_model=setting).refresh()
     assert snapshot.default_name == expected
     assert snapshot.get().name == expected
+
+
+def test_configured_default_that_does_not_exist_is_not_replaced(
+    small_dir: Path, tmp_path: Path
+) -> None:
+    """A typo in FLASKSERVE_DEFAULT_MODEL must be loud, not silently serve another model."""
+    drop(small_dir, tmp_path, "alpha", 1)
+    snapshot = ModelRegistry(tmp_path, default_model="missing").refresh()
+    with pytest.raises(ModelNotFound, match="no model named 'missing'"):
+        snapshot.get()
 
 
 def test_unsafe_or_irrelevant_entries_are_skipped(small_dir: Path, tmp_path: Path) -> None:

@@ -77,6 +77,10 @@ class Snapshot:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _raise_missing(self, name: str, version: int | None) -> None:
+        if (
+            self.error is not None
+        ):  # the repository itself is unreadable: say so, not "no such model"
+            raise ModelNotReady(f"model {name!r} is not available: {self.error}")
         if name in self.unloaded:
             raise ModelNotReady(f"model {name!r} is unloaded")
         failed = {v: why for (n, v), why in self.failures.items() if n == name}
@@ -249,10 +253,11 @@ class ModelRegistry:
                 models.setdefault(name, {})[version] = entry.model
             if entry.failure is not None:  # shown even while an earlier load of it still serves
                 failures[(name, version)] = entry.failure
-        names = sorted(models) + sorted({n for n, _ in failures} - set(models))  # serving first
-        default = (
-            self._default_model if self._default_model in names else (names[0] if names else None)
-        )
+        # A configured default stays the default even while unloaded or failing (it then
+        # answers 503 with the reason); otherwise serving names come first.
+        failing = sorted({n for n, _ in failures} - set(models))
+        names = sorted(models) + failing + sorted(unloaded - set(models) - set(failing))
+        default = self._default_model or (names[0] if names else None)
         return Snapshot(models, failures, unloaded, default, error)
 
     def _unloaded(self) -> frozenset[str]:
