@@ -433,7 +433,7 @@ def test_save_replaces_an_existing_artifact(tmp_path: Path) -> None:
     )
     assert first.sha256 != second.sha256
     assert sorted(p.name for p in tmp_path.iterdir()) == ["iris"]  # no .iris.* left behind
-    assert sorted(p.name for p in target.iterdir()) == [MANIFEST_NAME, MODEL_NAME]
+    assert sorted(p.name for p in target.iterdir()) == [MANIFEST_NAME, "model.onnx", MODEL_NAME]
     loaded = flaskserve.load_model(target)
     assert loaded.manifest.version == 2
     assert isinstance(loaded.estimator, LogisticRegression)

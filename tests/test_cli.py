@@ -129,7 +129,8 @@ def test_train_iris(runner: CliRunner, workdir: Path) -> None:
     assert lines[0] == "Accuracy :  0.9555555555555556"
     assert result.stderr == "saved iris v1 to build/iris\n"
     artifact = workdir / "build" / "iris"
-    assert sorted(p.name for p in artifact.iterdir()) == ["flaskserve.json", "model.skops"]
+    names = ["flaskserve.json", "model.onnx", "model.skops"]
+    assert sorted(p.name for p in artifact.iterdir()) == names
     assert sorted(p.name for p in (workdir / "build").iterdir()) == ["iris"]
 
     loaded = flaskserve.load_model(artifact)

@@ -33,7 +33,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.debug = False  # the Werkzeug debugger runs arbitrary code; never from the factory
     registry = ModelRegistry(
-        settings.model_dir, state_dir=settings.state_dir, default_model=settings.default_model
+        settings.model_dir,
+        state_dir=settings.state_dir,
+        default_model=settings.default_model,
+        runtime=settings.runtime,
     )
     _log_snapshot(registry)
     app.extensions[EXTENSION_KEY] = ServerState(settings, registry)

@@ -22,7 +22,7 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,7 @@ class ModelManifest:
     metrics: dict[str, Any] = field(default_factory=dict)
     sample: dict[str, list[Any]] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    compiled: dict[str, Any] = field(default_factory=dict)
     model_file: str = MODEL_NAME
     format_version: int = FORMAT_VERSION
 
@@ -126,6 +127,8 @@ def save_model(
     name: str | None = None,
     version: int = 1,
     metrics: dict[str, Any] | None = None,
+    holdout: Any = None,
+    compile: bool = True,
 ) -> ModelManifest:
     """Write a fitted scikit-learn estimator or Pipeline as a model artifact.
 
@@ -142,6 +145,9 @@ def save_model(
     :param name: the model's name; default the directory's name.
     :param version: a positive integer.
     :param metrics: evaluation figures to record (e.g. ``{"accuracy": 0.95}``).
+    :param holdout: held-out rows, checked by the compiled model's parity gate too.
+    :param compile: also compile the model to ONNX (``model.onnx``) and record
+        whether it passed the parity gate (see :mod:`flaskserve.compiler`).
     :raises ValueError: the estimator, sample or names do not fit together.
     """
     import sklearn
@@ -181,8 +187,52 @@ def save_model(
         },
     )
     _check_manifest(manifest)
-    _write_atomically(target, payload, manifest)
+    files = {manifest.model_file: payload}
+    if compile:
+        holdout_rows = _as_matrix(holdout) if holdout is not None else None
+        manifest, files = _with_compiled(estimator, manifest, files, rows, holdout_rows)
+    _write_atomically(target, files, manifest)
     return manifest
+
+
+def compile_artifact(path: str | os.PathLike[str]) -> ModelManifest:
+    """(Re)build the compiled model of an existing artifact and rewrite it in place.
+
+    The training rows are not stored, so the gate's random rows are spread over
+    the ranges the manifest records, around its smoke rows.
+
+    :raises ArtifactError: the artifact cannot be loaded.
+    """
+    directory = Path(path)
+    loaded = load_model(directory)
+    manifest = loaded.manifest
+    payload = (directory / manifest.model_file).read_bytes()
+    known = [f for f in manifest.features if f.min is not None and f.max is not None]
+    rows = None
+    if len(known) == len(manifest.features):
+        rows = np.array(
+            [[f.min for f in known], [f.max for f in known], *manifest.sample.get("inputs", [])]
+        )
+    manifest, files = _with_compiled(
+        loaded.estimator, manifest, {manifest.model_file: payload}, rows, None
+    )
+    _write_atomically(directory, files, manifest)
+    return manifest
+
+
+def _with_compiled(
+    estimator: Any,
+    manifest: ModelManifest,
+    files: dict[str, bytes],
+    rows: np.ndarray | None,
+    holdout: np.ndarray | None,
+) -> tuple[ModelManifest, dict[str, bytes]]:
+    from .compiler import compile_estimator
+
+    compiled = compile_estimator(estimator, manifest.task, len(manifest.features), rows, holdout)
+    if compiled.payload is not None:
+        files = {**files, compiled.record["file"]: compiled.payload}
+    return replace(manifest, compiled=compiled.record), files
 
 
 def load_model(path: str | os.PathLike[str]) -> LoadedModel:
@@ -196,16 +246,7 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     directory = Path(path)
     manifest = read_manifest(directory)
     model_path = directory / manifest.model_file
-    try:
-        payload = model_path.read_bytes()
-    except OSError as e:
-        raise ArtifactError(f"{model_path}: cannot read the model file ({e.strerror})") from e
-    digest = hashlib.sha256(payload).hexdigest()
-    if digest != manifest.sha256:
-        raise ArtifactError(
-            f"{model_path}: SHA-256 mismatch (manifest {manifest.sha256[:12]}..., file "
-            f"{digest[:12]}...); the file was changed after it was saved, refusing to load it"
-        )
+    payload = read_verified(model_path, manifest.sha256)
     try:
         untrusted = _refused_types(payload)
         if untrusted:
@@ -218,6 +259,24 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     except Exception as e:  # skops raises many kinds on a corrupt file; all mean "unreadable"
         raise ArtifactError(f"{model_path}: not a readable skops file ({e})") from e
     return LoadedModel(estimator=estimator, manifest=manifest, path=directory)
+
+
+def read_verified(file: Path, sha256: str) -> bytes:
+    """The bytes of *file*, if their SHA-256 is the one the manifest recorded.
+
+    :raises ArtifactError: unreadable, or changed after it was saved.
+    """
+    try:
+        payload = file.read_bytes()
+    except OSError as e:
+        raise ArtifactError(f"{file}: cannot read the model file ({e.strerror})") from e
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != sha256:
+        raise ArtifactError(
+            f"{file}: SHA-256 mismatch (manifest {str(sha256)[:12]}..., file "
+            f"{digest[:12]}...); the file was changed after it was saved, refusing to load it"
+        )
+    return payload
 
 
 def untrusted_types(estimator: Any) -> list[str]:
@@ -365,12 +424,13 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _write_atomically(target: Path, payload: bytes, manifest: ModelManifest) -> None:
+def _write_atomically(target: Path, files: dict[str, bytes], manifest: ModelManifest) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         staging.chmod(0o755)  # mkdtemp makes it private; servers often run as another user
-        (staging / manifest.model_file).write_bytes(payload)
+        for name, content in files.items():
+            (staging / name).write_bytes(content)
         (staging / MANIFEST_NAME).write_text(
             json.dumps(manifest.to_dict(), indent=2, allow_nan=False, default=_json_default) + "\n",
             encoding="utf-8",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -121,80 +122,78 @@ def import_pickle(
     click.echo(f"saved {manifest.name} v{manifest.version} ({manifest.estimator}) to {out}")
 
 
+_RUNTIME = click.option(
+    "--runtime",
+    type=click.Choice(["auto", "sklearn", "compiled"]),
+    help="auto: the compiled model where it passed its parity gate, else scikit-learn.",
+)
+
+
 @main.command()
 @click.argument(
-    "model_dir",
-    required=False,
-    type=click.Path(path_type=Path),
-    default=DEFAULT_MODEL_DIR,
+    "model_dir", required=False, type=click.Path(path_type=Path), default=DEFAULT_MODEL_DIR
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    help="gunicorn workers [default: one per core].",
+    "--workers", type=click.IntRange(min=1), help="gunicorn workers [default: one per core]."
 )
 @click.option("--dev", is_flag=True, help="Use Flask's development server instead of gunicorn.")
 @click.option(
-    "--debugger",
-    is_flag=True,
-    help="With --dev: the Werkzeug debugger (loopback hosts only).",
+    "--debugger", is_flag=True, help="With --dev: the Werkzeug debugger (loopback hosts only)."
 )
 @click.option("--access-log", is_flag=True, help="Log every request to standard output.")
-def serve(
-    model_dir: Path,
-    host: str,
-    port: int,
-    workers: int | None,
-    dev: bool,
-    debugger: bool,
-    access_log: bool,
-) -> None:
-    """Serve the artifact in MODEL_DIR over HTTP (default build/iris)."""
-    _serve(
-        model_dir,
-        host,
-        port,
-        workers,
-        dev=dev,
-        debugger=debugger,
-        access_log=access_log,
-    )
+@_RUNTIME
+def serve(model_dir: Path, **options: Any) -> None:
+    """Serve MODEL_DIR (default build/iris): one artifact, or a <name>/<version>/ repository."""
+    _serve(model_dir, **options)
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    help="gunicorn workers [default: one per core].",
+    "--workers", type=click.IntRange(min=1), help="gunicorn workers [default: one per core]."
 )
-def quickstart(host: str, port: int, workers: int | None) -> None:
+@_RUNTIME
+def quickstart(**options: Any) -> None:
     """Train the tutorial's iris model into build/iris if missing, then serve it."""
     if not (DEFAULT_MODEL_DIR / MANIFEST_NAME).exists():
         _train(None, None, "iris", DEFAULT_MODEL_DIR)
-    _serve(
-        DEFAULT_MODEL_DIR,
-        host,
-        port,
-        workers,
-        dev=False,
-        debugger=False,
-        access_log=False,
-    )
+    _serve(DEFAULT_MODEL_DIR, **options)
+
+
+@main.command("compile")
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+def compile_command(model_dir: Path) -> None:
+    """(Re)build MODEL_DIR's compiled ONNX model and run its parity gate."""
+    from .artifact import compile_artifact
+
+    try:
+        manifest = compile_artifact(model_dir)
+    except ArtifactError as e:
+        raise click.BadParameter(e.message, param_hint="MODEL_DIR") from None
+    record = manifest.compiled
+    reason = f" ({record['reason']})" if "reason" in record else ""
+    click.echo(f"compiled: {record['status']}{reason}")
+    parity = record.get("parity")
+    if parity:
+        click.echo(
+            f"parity gate: {parity['rows']} rows, {parity['mismatches']} mismatches,"
+            f" max difference {parity['max_difference']:.3g}, {parity['ties']} exact ties"
+        )
 
 
 def _serve(
     model_dir: Path,
+    *,
     host: str,
     port: int,
     workers: int | None,
-    *,
-    dev: bool,
-    debugger: bool,
-    access_log: bool,
+    runtime: str | None,
+    dev: bool = False,
+    debugger: bool = False,
+    access_log: bool = False,
 ) -> None:
     from . import server
 
@@ -205,7 +204,7 @@ def _serve(
             f"--debugger runs arbitrary code; it is allowed on loopback only, not {host}"
         )
     try:
-        settings = Settings.from_env(model_dir=model_dir)
+        settings = Settings.from_env(model_dir=model_dir, runtime=runtime)
     except SettingsError as e:
         raise click.UsageError(e.message) from None
     served = _check_repository(settings)  # fail now, with one clear line, not in every worker
@@ -216,20 +215,15 @@ def _serve(
     with tempfile.TemporaryDirectory(prefix="flaskserve-state-") as state_dir:
         if settings.state_dir is None:  # workers share load/unload decisions through it
             settings = dataclasses.replace(settings, state_dir=Path(state_dir))
-        server.run_gunicorn(
-            settings,
-            host=host,
-            port=port,
-            workers=workers or server.default_workers(),
-            access_log=access_log,
-        )
+        workers = workers or server.default_workers()
+        server.run_gunicorn(settings, host=host, port=port, workers=workers, access_log=access_log)
 
 
 def _check_repository(settings: Settings) -> str:
     """Load every model once before any worker does; refuse a directory with none that works."""
     from .runtime.registry import ModelRegistry
 
-    snapshot = ModelRegistry(settings.model_dir).refresh()
+    snapshot = ModelRegistry(settings.model_dir, runtime=settings.runtime).refresh()
     for (name, version), reason in snapshot.failures.items():
         click.echo(
             f"warning: model {name!r} version {version} will not be served: {reason}", err=True
@@ -244,7 +238,10 @@ def _check_repository(settings: Settings) -> str:
             f"FLASKSERVE_DEFAULT_MODEL: {settings.default_model!r} is not a model in"
             f" {settings.model_dir} (models: {', '.join(sorted(snapshot.models))})"
         )
-    return ", ".join(f"{name} v{max(versions)}" for name, versions in snapshot.models.items())
+    return ", ".join(
+        f"{name} v{max(versions)} ({versions[max(versions)].runtime.kind})"
+        for name, versions in snapshot.models.items()
+    )
 
 
 def _split(values: str | None) -> list[str] | None:

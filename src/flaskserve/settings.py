@@ -28,6 +28,7 @@ class Settings:
     :param state_dir: where worker processes share load/unload decisions
         (``flaskserve serve`` makes one); ``None``: each process decides alone.
     :param default_model: the model ``/predict`` and ``/invocations`` serve.
+    :param runtime: ``auto`` (compiled when it passed its parity gate), ``sklearn`` or ``compiled``.
     """
 
     model_dir: Path = DEFAULT_MODEL_DIR
@@ -37,6 +38,7 @@ class Settings:
     admin_token: str | None = None
     state_dir: Path | None = None
     default_model: str | None = None
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         # accept plain strings for paths, as os.PathLike-taking APIs do
@@ -50,6 +52,10 @@ class Settings:
                 )
         if not 0 <= self.poll_seconds < math.inf:
             raise SettingsError(f"poll_seconds: expected 0 or more, got {self.poll_seconds}")
+        if self.runtime not in ("auto", "sklearn", "compiled"):
+            raise SettingsError(
+                f"runtime: expected auto, sklearn or compiled, got {self.runtime!r}"
+            )
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise SettingsError("admin_token: expected at least 16 characters")
 

@@ -110,6 +110,7 @@ def train(dataset: Dataset, out: str | os.PathLike[str], *, name: str) -> Traini
         class_names=dataset.class_names,
         name=name,
         metrics=metrics,
+        holdout=x_test,
     )
     return TrainingResult(manifest, report)
 

@@ -32,13 +32,15 @@ class ConstantRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         return np.full(len(x), self.value)
 
 
-def test_loaded_runtime_predicts_like_the_estimator(model_dir: Path) -> None:
-    runtime = load_runtime(model_dir)
+@pytest.mark.parametrize("kind", ["sklearn", "compiled"])
+def test_loaded_runtime_predicts_like_the_estimator(model_dir: Path, kind: str) -> None:
+    runtime = load_runtime(model_dir, kind)
+    assert runtime.kind == ("onnx" if kind == "compiled" else "sklearn")
     estimator = load_model(model_dir).estimator
     prediction = runtime.predict(ROW, proba=True)
     np.testing.assert_array_equal(prediction.predictions, estimator.predict(ROW))
     assert prediction.probabilities is not None
-    np.testing.assert_array_equal(prediction.probabilities, estimator.predict_proba(ROW))
+    np.testing.assert_allclose(prediction.probabilities, estimator.predict_proba(ROW), atol=1e-6)
     assert runtime.predict(ROW).probabilities is None
 
 

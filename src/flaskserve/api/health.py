@@ -41,6 +41,7 @@ def model(name: str | None = None) -> ResponseReturnValue:
 def public_metadata(served: ServedModel) -> dict[str, Any]:
     data = _public_manifest(served.runtime.manifest)
     data["served_version"] = served.version
+    data["runtime"] = served.runtime.kind
     return data
 
 

@@ -25,6 +25,11 @@ class Runtime(Protocol):
     """Predicts on a float64 matrix whose columns follow ``manifest.features``."""
 
     @property
+    def kind(self) -> str:
+        """What evaluates the model: ``sklearn`` or ``onnx``."""
+        ...
+
+    @property
     def manifest(self) -> ModelManifest: ...
 
     def predict(self, rows: np.ndarray, *, proba: bool = False) -> Prediction: ...

@@ -154,9 +154,15 @@ class ModelRegistry:
     """
 
     def __init__(
-        self, root: Path, *, state_dir: Path | None = None, default_model: str | None = None
+        self,
+        root: Path,
+        *,
+        state_dir: Path | None = None,
+        default_model: str | None = None,
+        runtime: str = "auto",
     ) -> None:
         self.root = root
+        self._runtime = runtime
         self._state_dir = state_dir
         self._default_model = default_model
         self._entries: dict[Key, _Entry] = {}
@@ -236,7 +242,7 @@ class ModelRegistry:
         if entry is not None and entry.fingerprint == fingerprint:
             return
         try:
-            model = ServedModel(key[0], key[1], load_checked(path))
+            model = ServedModel(key[0], key[1], load_checked(path, self._runtime))
         except FlaskServeError as e:
             logger.error("model %r version %s not served: %s", key[0], key[1], e.message)
             previous = entry.model if entry is not None else None
@@ -316,7 +322,7 @@ def discover(root: Path) -> dict[Key, Path]:
     return found
 
 
-def load_checked(path: Path) -> Runtime:
+def load_checked(path: Path, runtime: str = "auto") -> Runtime:
     """Load an artifact and prove it works before it may serve.
 
     Beyond ``load_model``'s hash and type checks: the estimator's feature count
@@ -325,14 +331,14 @@ def load_checked(path: Path) -> Runtime:
 
     :raises ArtifactError: any check fails.
     """
-    runtime = load_runtime(path)
-    sample = runtime.manifest.sample
+    loaded = load_runtime(path, runtime)
+    sample = loaded.manifest.sample
     if sample.get("inputs"):
         rows = np.asarray(sample["inputs"], dtype=np.float64)
-        got = runtime.predict(rows).predictions
+        got = loaded.predict(rows).predictions
         expected = np.asarray(sample["predictions"])
         same = (
-            np.allclose(got, expected, rtol=1e-9)
+            np.allclose(got, expected, rtol=1e-6, atol=1e-6)
             if got.dtype.kind == "f"
             else np.array_equal(got, expected)
         )
@@ -341,7 +347,7 @@ def load_checked(path: Path) -> Runtime:
                 f"{path}: smoke test failed: the sample rows stored at training"
                 " no longer give the recorded predictions"
             )
-    return runtime
+    return loaded
 
 
 def _fingerprint(path: Path) -> Fingerprint:

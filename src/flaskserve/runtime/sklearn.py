@@ -21,6 +21,8 @@ class SklearnRuntime:
     :param manifest: its manifest; the column order of every input follows it.
     """
 
+    kind = "sklearn"
+
     def __init__(self, estimator: Any, manifest: ModelManifest) -> None:
         self._estimator = estimator
         self._manifest = manifest

@@ -1,0 +1,189 @@
+"""Compile a scikit-learn estimator to ONNX and prove it answers like scikit-learn.
+
+ONNX Runtime evaluates the tutorial's 300-tree forest in about 15 µs per row,
+against 20-45 ms for scikit-learn's ``predict``. It was chosen by measurement
+(the README has the figures) and because an ONNX file is data, not code: like
+skops, loading it runs nothing. The compiled model is used only if it passes the
+parity gate: identical labels and probabilities within :data:`TOLERANCE` on the
+training rows, the held-out rows, random rows spread over ±10% of each
+feature's training range, rows on and one float32 step either side of every
+split threshold of a tree model, with the exact probability ties among them
+counted. The gate's figures go into the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+COMPILED_FILE = "model.onnx"
+TOLERANCE = 1e-6
+RANDOM_ROWS = 100_000
+_SEED = 1234
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """The ONNX bytes (``None`` if conversion failed) and the manifest's ``compiled`` record."""
+
+    payload: bytes | None
+    record: dict[str, Any]
+
+
+def compile_estimator(
+    estimator: Any,
+    task: str,
+    width: int,
+    rows: np.ndarray | None,
+    holdout: np.ndarray | None = None,
+) -> Compiled:
+    """Convert *estimator* to ONNX and run the parity gate; never raises for an unsupported model.
+
+    :param rows: training rows (their ranges bound the random rows); may be ``None``.
+    :param holdout: held-out rows, checked too.
+    """
+    try:
+        import onnxruntime
+        import skl2onnx
+    except ImportError as e:
+        return Compiled(None, {"status": "unavailable", "reason": f"{e.name} is not installed"})
+    gate_rows = parity_rows(estimator, width, rows, holdout)
+    expected = _reference(estimator, task, gate_rows)
+    failures = []
+    for input_dtype in ("float64", "float32"):
+        cast = "float32" if input_dtype == "float32" or _casts_to_float32(estimator) else "none"
+        try:
+            payload = _convert(estimator, task, width, input_dtype)
+            parity = _compare(payload, task, gate_rows, expected, input_dtype, cast)
+        except Exception as e:  # skl2onnx and ONNX Runtime raise many kinds for what they cannot do
+            failures.append(f"{input_dtype}: {type(e).__name__}: {str(e)[:200]}")
+            continue
+        record = {
+            "status": "passed" if parity["passed"] else "failed",
+            "format": "onnx",
+            "file": COMPILED_FILE,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "input_dtype": input_dtype,
+            "input_cast": cast,
+            "parity": parity,
+            "versions": {"onnxruntime": onnxruntime.__version__, "skl2onnx": skl2onnx.__version__},
+        }
+        if parity["passed"] or input_dtype == "float32":
+            return Compiled(payload, record)
+        failures.append(f"{input_dtype}: parity failed")
+    return Compiled(None, {"status": "unsupported", "reason": "; ".join(failures)})
+
+
+def parity_rows(
+    estimator: Any, width: int, rows: np.ndarray | None, holdout: np.ndarray | None
+) -> np.ndarray:
+    """Every row the gate checks, stacked."""
+    parts = [r for r in (rows, holdout) if r is not None and len(r)]
+    rng = np.random.default_rng(_SEED)
+    if rows is not None and len(rows):
+        low, high = rows.min(axis=0), rows.max(axis=0)
+        margin = np.maximum((high - low) * 0.1, 1e-3)
+        parts.append(rng.uniform(low - margin, high + margin, size=(RANDOM_ROWS, width)))
+    else:  # no ranges known (an imported pickle): a wide spread around zero
+        parts.append(rng.normal(0.0, 10.0, size=(RANDOM_ROWS, width)))
+    base = parts[0]
+    thresholds = threshold_rows(estimator, base)
+    if len(thresholds):
+        parts.append(thresholds)
+    return np.vstack(parts)
+
+
+def threshold_rows(estimator: Any, base: np.ndarray) -> np.ndarray:
+    """Rows on, and one float32 step either side of, each split threshold of a tree model."""
+    splits = sorted({(int(f), float(t)) for f, t in _splits(estimator)})
+    if not splits or not len(base):
+        return np.empty((0, base.shape[1]))
+    out = np.repeat(base[np.arange(len(splits)) % len(base)], 3, axis=0)
+    for i, (feature, threshold) in enumerate(splits):
+        value = np.float32(threshold)
+        below = np.nextafter(value, np.float32(-np.inf))
+        above = np.nextafter(value, np.float32(np.inf))
+        out[3 * i : 3 * i + 3, feature] = (threshold, below, above)
+    return out
+
+
+def _splits(estimator: Any) -> list[tuple[int, float]]:
+    trees = [estimator] if hasattr(estimator, "tree_") else []
+    for member in np.ravel(getattr(estimator, "estimators_", [])):
+        if hasattr(member, "tree_"):
+            trees.append(member)
+    splits = []
+    for tree in trees:
+        inner = tree.tree_
+        keep = inner.feature >= 0
+        splits += list(zip(inner.feature[keep], inner.threshold[keep], strict=True))
+    return splits
+
+
+def _casts_to_float32(estimator: Any) -> bool:
+    """scikit-learn's trees compare float32(x) with their thresholds; ONNX must see the same x."""
+    return bool(_splits(estimator))
+
+
+def _convert(estimator: Any, task: str, width: int, input_dtype: str) -> bytes:
+    from skl2onnx import to_onnx
+
+    options = {"zipmap": False} if task == "classification" else None
+    sample = np.zeros((1, width), dtype=input_dtype)
+    model = to_onnx(estimator, sample, options=options)
+    payload: bytes = model.SerializeToString()
+    return payload
+
+
+def _reference(estimator: Any, task: str, rows: np.ndarray) -> dict[str, np.ndarray]:
+    expected = {"predict": np.asarray(estimator.predict(rows))}
+    if task == "classification" and hasattr(estimator, "predict_proba"):
+        expected["proba"] = np.asarray(estimator.predict_proba(rows), dtype=np.float64)
+    return expected
+
+
+def _compare(
+    payload: bytes,
+    task: str,
+    rows: np.ndarray,
+    expected: dict[str, np.ndarray],
+    dtype: str,
+    cast: str,
+) -> dict[str, Any]:
+    from .runtime.compiled import OnnxSession
+
+    session = OnnxSession(payload, input_dtype=dtype, input_cast=cast)
+    got = session.run(rows)
+    labels = expected["predict"]
+    if task == "classification":
+        mismatches = int(np.sum(got.predictions != labels))
+        diff = (
+            float(np.abs(got.probabilities - expected["proba"]).max())
+            if "proba" in expected
+            else 0.0
+        )
+    else:
+        gap = np.abs(got.predictions.astype(np.float64) - labels) / np.maximum(1.0, np.abs(labels))
+        mismatches, diff = int(np.sum(gap > TOLERANCE)), float(gap.max())
+    ties = _count_ties(expected.get("proba"))
+    passed = mismatches == 0 and diff <= TOLERANCE
+    return {
+        "passed": passed,
+        "rows": len(rows),
+        "mismatches": mismatches,
+        "max_difference": diff,
+        "ties": ties,
+    }
+
+
+def _count_ties(proba: np.ndarray | None) -> int:
+    if proba is None or proba.shape[1] < 2:
+        return 0
+    top = np.sort(proba, axis=1)[:, -2:]
+    return int(np.sum(top[:, 0] == top[:, 1]))
