@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flask import Flask
 
@@ -10,6 +11,8 @@ from .api import health, mlflow, openapi, predict, v2
 from .api.errors import register_error_handlers
 from .api.state import EXTENSION_KEY, ServerState
 from .json import NumpyJSONProvider
+from .runtime.base import Runtime
+from .runtime.batching import BatchingRuntime
 from .runtime.registry import ModelRegistry
 from .settings import Settings
 
@@ -37,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         state_dir=settings.state_dir,
         default_model=settings.default_model,
         runtime=settings.runtime,
+        wrap=_batching(settings),
     )
     _log_snapshot(registry)
     app.extensions[EXTENSION_KEY] = ServerState(settings, registry)
@@ -48,6 +52,21 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(mlflow.bp)
     app.register_blueprint(openapi.bp)
     return app
+
+
+def _batching(settings: Settings) -> Callable[[Runtime], Runtime] | None:
+    """Coalesce concurrent calls to scikit-learn models; compiled ones answer in microseconds."""
+    if not settings.batching:
+        return None
+
+    def wrap(runtime: Runtime) -> Runtime:
+        if runtime.kind != "sklearn":
+            return runtime
+        return BatchingRuntime(
+            runtime, max_rows=settings.batch_max_rows, max_wait_ms=settings.batch_wait_ms
+        )
+
+    return wrap
 
 
 def _log_snapshot(registry: ModelRegistry) -> None:

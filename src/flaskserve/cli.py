@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -122,6 +126,12 @@ def import_pickle(
     click.echo(f"saved {manifest.name} v{manifest.version} ({manifest.estimator}) to {out}")
 
 
+_THREADS = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Threads per worker [default: 8 when a model runs on scikit-learn (its calls are"
+    " batched), else 1].",
+)
 _RUNTIME = click.option(
     "--runtime",
     type=click.Choice(["auto", "sklearn", "compiled"]),
@@ -144,6 +154,7 @@ _RUNTIME = click.option(
 )
 @click.option("--access-log", is_flag=True, help="Log every request to standard output.")
 @_RUNTIME
+@_THREADS
 def serve(model_dir: Path, **options: Any) -> None:
     """Serve MODEL_DIR (default build/iris): one artifact, or a <name>/<version>/ repository."""
     _serve(model_dir, **options)
@@ -156,6 +167,7 @@ def serve(model_dir: Path, **options: Any) -> None:
     "--workers", type=click.IntRange(min=1), help="gunicorn workers [default: one per core]."
 )
 @_RUNTIME
+@_THREADS
 def quickstart(**options: Any) -> None:
     """Train the tutorial's iris model into build/iris if missing, then serve it."""
     if not (DEFAULT_MODEL_DIR / MANIFEST_NAME).exists():
@@ -191,6 +203,7 @@ def _serve(
     port: int,
     workers: int | None,
     runtime: str | None,
+    threads: int | None = None,
     dev: bool = False,
     debugger: bool = False,
     access_log: bool = False,
@@ -207,8 +220,11 @@ def _serve(
         settings = Settings.from_env(model_dir=model_dir, runtime=runtime)
     except SettingsError as e:
         raise click.UsageError(e.message) from None
-    served = _check_repository(settings)  # fail now, with one clear line, not in every worker
+    kinds = _check_repository(settings)  # fail now, with one clear line, not in every worker
+    served = ", ".join(f"{name} ({kind})" for name, kind in kinds.items())
     click.echo(f"serving {served} on http://{server.bind_address(host, port)}", err=True)
+    if threads is None:
+        threads = 8 if "sklearn" in kinds.values() and settings.batching else 1
     if dev:
         server.run_development(settings, host=host, port=port, debugger=debugger)
         return
@@ -216,32 +232,66 @@ def _serve(
         if settings.state_dir is None:  # workers share load/unload decisions through it
             settings = dataclasses.replace(settings, state_dir=Path(state_dir))
         workers = workers or server.default_workers()
-        server.run_gunicorn(settings, host=host, port=port, workers=workers, access_log=access_log)
+        server.run_gunicorn(
+            settings, host=host, port=port, workers=workers, threads=threads, access_log=access_log
+        )
 
 
-def _check_repository(settings: Settings) -> str:
-    """Load every model once before any worker does; refuse a directory with none that works."""
-    from .runtime.registry import ModelRegistry
+@dataclasses.dataclass(frozen=True)
+class _RepositoryReport:
+    models: dict[str, str]  # "name vN" -> runtime kind
+    names: list[str]
+    failures: list[tuple[str, int, str]]
+    error: str | None
 
-    snapshot = ModelRegistry(settings.model_dir, runtime=settings.runtime).refresh()
-    for (name, version), reason in snapshot.failures.items():
+
+def _check_repository(settings: Settings) -> dict[str, str]:
+    """Load every model once before any worker does; refuse a directory with none that works.
+
+    The check runs in a child process: ONNX Runtime's threads do not survive
+    gunicorn's fork, and the master has no use for the models it would hold.
+    """
+    command = [sys.executable, "-m", "flaskserve", "inspect-repository", str(settings.model_dir)]
+    command += ["--runtime", settings.runtime]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise click.ClickException(
+            f"checking {settings.model_dir} failed: {done.stderr.strip()[-500:]}"
+        )
+    report = _RepositoryReport(**json.loads(done.stdout))
+    for name, version, reason in report.failures:
         click.echo(
             f"warning: model {name!r} version {version} will not be served: {reason}", err=True
         )
-    if not snapshot.models:
-        reasons = [snapshot.error] if snapshot.error else list(snapshot.failures.values())
+    if not report.models:
+        reasons = [report.error] if report.error else [r for _, _, r in report.failures]
         hint = " (run `flaskserve train` first)" if settings.model_dir == DEFAULT_MODEL_DIR else ""
         message = "; ".join(r for r in reasons if r) or "no model could be loaded"
         raise click.BadParameter(message + hint, param_hint="MODEL_DIR")
-    if settings.default_model is not None and settings.default_model not in snapshot.models:
+    if settings.default_model is not None and settings.default_model not in report.names:
         raise click.UsageError(
             f"FLASKSERVE_DEFAULT_MODEL: {settings.default_model!r} is not a model in"
-            f" {settings.model_dir} (models: {', '.join(sorted(snapshot.models))})"
+            f" {settings.model_dir} (models: {', '.join(report.names)})"
         )
-    return ", ".join(
-        f"{name} v{max(versions)} ({versions[max(versions)].runtime.kind})"
+    return report.models
+
+
+@main.command("inspect-repository", hidden=True)
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--runtime", default="auto")
+def inspect_repository(model_dir: Path, runtime: str) -> None:
+    """Load every model in MODEL_DIR and print what would be served, as JSON."""
+    from .runtime.registry import ModelRegistry
+
+    logging.disable(logging.ERROR)  # failures are reported in the JSON, once
+    snapshot = ModelRegistry(model_dir, runtime=runtime).refresh()
+    models = {
+        f"{name} v{max(versions)}": versions[max(versions)].runtime.kind
         for name, versions in snapshot.models.items()
-    )
+    }
+    failures = [(name, version, reason) for (name, version), reason in snapshot.failures.items()]
+    report = _RepositoryReport(models, sorted(snapshot.models), failures, snapshot.error)
+    click.echo(json.dumps(dataclasses.asdict(report)))
 
 
 def _split(values: str | None) -> list[str] | None:

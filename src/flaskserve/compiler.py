@@ -71,6 +71,7 @@ def compile_estimator(
             "sha256": hashlib.sha256(payload).hexdigest(),
             "input_dtype": input_dtype,
             "input_cast": cast,
+            "probabilities": task == "classification" and hasattr(estimator, "predict_proba"),
             "parity": parity,
             "versions": {"onnxruntime": onnxruntime.__version__, "skl2onnx": skl2onnx.__version__},
         }

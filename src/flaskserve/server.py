@@ -98,13 +98,21 @@ def _rescan_on_hangup(worker: Any) -> None:
 
 
 def run_gunicorn(
-    settings: Settings, *, host: str, port: int, workers: int, access_log: bool = False
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int = 1,
+    access_log: bool = False,
 ) -> None:
     """Serve until SIGTERM/SIGINT; gunicorn's own limits on request lines and headers stay on."""
     options: dict[str, Any] = {
         "bind": bind_address(host, port),
         "workers": workers,
-        "worker_class": "sync",
+        # threads only pay where requests can share a model call (batching, scikit-learn)
+        "worker_class": "gthread" if threads > 1 else "sync",
+        "threads": threads,
         "timeout": 30,
         "graceful_timeout": 30,
         "accesslog": "-" if access_log else None,

@@ -29,6 +29,10 @@ class Settings:
         (``flaskserve serve`` makes one); ``None``: each process decides alone.
     :param default_model: the model ``/predict`` and ``/invocations`` serve.
     :param runtime: ``auto`` (compiled when it passed its parity gate), ``sklearn`` or ``compiled``.
+    :param batching: coalesce concurrent requests to a scikit-learn model into one call
+        (effective with threaded workers, ``flaskserve serve --threads``).
+    :param batch_max_rows: the most rows one coalesced call receives.
+    :param batch_wait_ms: how long a batch waits for more requests; 0: only what queued.
     """
 
     model_dir: Path = DEFAULT_MODEL_DIR
@@ -39,19 +43,23 @@ class Settings:
     state_dir: Path | None = None
     default_model: str | None = None
     runtime: str = "auto"
+    batching: bool = True
+    batch_max_rows: int = 256
+    batch_wait_ms: float = 0.0
 
     def __post_init__(self) -> None:
         # accept plain strings for paths, as os.PathLike-taking APIs do
         object.__setattr__(self, "model_dir", Path(self.model_dir))
         if self.state_dir is not None:
             object.__setattr__(self, "state_dir", Path(self.state_dir))
-        for name in ("max_body_bytes", "max_rows"):
+        for name in ("max_body_bytes", "max_rows", "batch_max_rows"):
             if getattr(self, name) < 1:
                 raise SettingsError(
                     f"{name}: expected a positive integer, got {getattr(self, name)}"
                 )
-        if not 0 <= self.poll_seconds < math.inf:
-            raise SettingsError(f"poll_seconds: expected 0 or more, got {self.poll_seconds}")
+        for name in ("poll_seconds", "batch_wait_ms"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise SettingsError(f"{name}: expected 0 or more, got {getattr(self, name)}")
         if self.runtime not in ("auto", "sklearn", "compiled"):
             raise SettingsError(
                 f"runtime: expected auto, sklearn or compiled, got {self.runtime!r}"
@@ -88,11 +96,16 @@ def _parse(key: str, raw: str, kind: str) -> object:
         return Path(raw)
     if kind.startswith("str"):
         return raw
+    if kind == "bool":
+        flag = raw.strip().lower()
+        if flag not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise SettingsError(f"{key}: expected true or false, got {raw!r}")
+        return flag in ("1", "true", "yes", "on")
     if kind == "float":
         try:
             seconds = float(raw)
         except ValueError:
-            raise SettingsError(f"{key}: expected a number of seconds, got {raw!r}") from None
+            raise SettingsError(f"{key}: expected a number, got {raw!r}") from None
         if not 0 <= seconds < math.inf:
             raise SettingsError(f"{key}: expected 0 or more, got {raw!r}")
         return seconds

@@ -128,11 +128,15 @@ def test_broken_artifact_never_takes_the_server_down(
     server = start(args)
     try:
         url = server.url
-        with (served / "model.skops").open("ab") as f:
-            f.write(b"tampered")
         master = server.process.pid
+        deadline = time.monotonic() + 20
+        while len(_children(master)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # ready means one worker answered; wait for both
+        time.sleep(1.0)  # and for both to have loaded the good artifact
         workers = _children(master)
         assert len(workers) == 2
+        with (served / "model.skops").open("ab") as f:
+            f.write(b"tampered")
         os.kill(workers[0], signal.SIGKILL)
         deadline = time.monotonic() + 20
         while len(set(_children(master)) - set(workers)) < 1 and time.monotonic() < deadline:

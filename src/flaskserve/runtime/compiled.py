@@ -82,7 +82,10 @@ class CompiledRuntime:
         :raises InvalidInput: probabilities asked of a model that has none.
         :raises ModelError: ONNX Runtime failed or answered non-finite values.
         """
-        if proba and not self._session.has_probabilities:
+        # skl2onnx gives decision scores a second output too: only predict_proba counts
+        if proba and not (
+            self._session.has_probabilities and self._manifest.compiled.get("probabilities")
+        ):
             raise InvalidInput(f"model {self._manifest.name!r} does not give probabilities")
         try:
             result = self._session.run(rows)

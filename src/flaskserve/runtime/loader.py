@@ -48,7 +48,7 @@ def _load_compiled(directory: Path, manifest: ModelManifest, *, forced: bool) ->
 
     record = manifest.compiled
     name = record.get("file")
-    if not isinstance(name, str) or Path(name).name != name or not name:
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
         raise ArtifactError(
             f"{directory}: no compiled model (run `flaskserve compile {directory}`)"
         )

@@ -17,7 +17,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,6 +151,8 @@ class ModelRegistry:
         processes; ``None`` keeps them in this process only.
     :param default_model: the model ``/predict`` serves; default: the only
         model, or the first name in sorted order.
+    :param runtime: ``auto``, ``sklearn`` or ``compiled`` (see :func:`load_runtime`).
+    :param wrap: applied to each runtime once it passed its checks (e.g. batching).
     """
 
     def __init__(
@@ -160,9 +162,11 @@ class ModelRegistry:
         state_dir: Path | None = None,
         default_model: str | None = None,
         runtime: str = "auto",
+        wrap: Callable[[Runtime], Runtime] | None = None,
     ) -> None:
         self.root = root
         self._runtime = runtime
+        self._wrap = wrap
         self._state_dir = state_dir
         self._default_model = default_model
         self._entries: dict[Key, _Entry] = {}
@@ -242,7 +246,8 @@ class ModelRegistry:
         if entry is not None and entry.fingerprint == fingerprint:
             return
         try:
-            model = ServedModel(key[0], key[1], load_checked(path, self._runtime))
+            runtime = load_checked(path, self._runtime)
+            model = ServedModel(key[0], key[1], self._wrap(runtime) if self._wrap else runtime)
         except FlaskServeError as e:
             logger.error("model %r version %s not served: %s", key[0], key[1], e.message)
             previous = entry.model if entry is not None else None

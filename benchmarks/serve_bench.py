@@ -1,0 +1,315 @@
+"""Benchmark flaskserve against the tutorial's server and the framework's ceiling.
+
+One run, one machine: trains the tutorial model, starts each server on a free
+loopback port with the same gunicorn worker count, drives it with wrk (Debian's
+``wrk`` package) at concurrency 1 and 16 with the tutorial's single-row request,
+sends 1,000- and 10,000-row batches, and prints a Markdown table with ratios.
+
+    python benchmarks/serve_bench.py [--duration 10] [--workers 2]
+
+Traffic goes to 127.0.0.1 only, and every load run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
+FEATURES = list(ROW)
+
+
+@dataclass
+class Result:
+    name: str
+    rps: dict[int, float] = field(default_factory=dict)
+    p50: dict[int, float] = field(default_factory=dict)
+    p99: dict[int, float] = field(default_factory=dict)
+    errors: dict[int, int] = field(default_factory=dict)
+    batch_rows_per_s: dict[str, float] = field(default_factory=dict)
+    in_process_rows_per_s: dict[int, float] = field(default_factory=dict)
+    worker_rss_mb: float = 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for every server")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    with tempfile.TemporaryDirectory(prefix="flaskserve-bench-") as tmp:
+        work = Path(tmp)
+        artifact = _prepare(work)
+        results = [
+            _measure(name, command, env, work, args, artifact)
+            for name, command, env in _servers(work, artifact, args.workers)
+        ]
+    _print_table(results, args)
+
+
+def _prepare(work: Path) -> Path:
+    subprocess.run(
+        [sys.executable, str(REPO / "examples/tutorial/train.py")],
+        cwd=work,
+        check=True,
+        capture_output=True,
+    )
+    artifact = work / "iris"
+    subprocess.run(
+        [str(BIN / "flaskserve"), "train", "--out", str(artifact)], check=True, capture_output=True
+    )
+    return artifact
+
+
+def _servers(
+    work: Path, artifact: Path, workers: int
+) -> list[tuple[str, list[str], dict[str, str]]]:
+    gunicorn = [
+        str(BIN / "gunicorn"),
+        "-w",
+        str(workers),
+        "-b",
+        "127.0.0.1:{port}",
+        "--no-control-socket",
+    ]
+    flaskserve = [
+        str(BIN / "flaskserve"),
+        "serve",
+        str(artifact),
+        "--port",
+        "{port}",
+        "--workers",
+        str(workers),
+    ]
+    return [
+        (
+            "(a) tutorial flask_server.py",
+            [
+                *gunicorn,
+                "--chdir",
+                str(work),
+                "--pythonpath",
+                str(REPO / "examples/tutorial"),
+                "flask_server:app",
+            ],
+            {},
+        ),
+        ("(b) flaskserve, compiled (ONNX)", flaskserve, {}),
+        ("(c) flaskserve, scikit-learn + batching", [*flaskserve, "--runtime", "sklearn"], {}),
+        (
+            "(c') flaskserve, scikit-learn, no batching",
+            [*flaskserve, "--runtime", "sklearn", "--threads", "1"],
+            {"FLASKSERVE_BATCHING": "0"},
+        ),
+        (
+            "(d) constant Flask endpoint",
+            [*gunicorn, "--pythonpath", str(REPO / "benchmarks"), "constant_app:app"],
+            {},
+        ),
+    ]
+
+
+def _measure(
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    work: Path,
+    args: argparse.Namespace,
+    artifact: Path,
+) -> Result:
+    port = _free_port()
+    process = subprocess.Popen(
+        [part.replace("{port}", str(port)) for part in command],
+        env={**os.environ, "FLASKSERVE_POLL_SECONDS": "0", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    result = Result(name)
+    try:
+        _wait_ready(url)
+        _wrk(url, 2, 4, work)  # warm up every worker
+        for connections in (1, 16):
+            rps, p50, p99, errors = _wrk(url, args.duration, connections, work)
+            result.rps[connections], result.p50[connections], result.p99[connections] = (
+                rps,
+                p50,
+                p99,
+            )
+            result.errors[connections] = errors
+        result.worker_rss_mb = _worker_rss_mb(process.pid)
+        if "flaskserve" in name:
+            result.batch_rows_per_s = _batches(url)
+            result.in_process_rows_per_s = _in_process(
+                artifact, "sklearn" if "scikit" in name else "compiled"
+            )
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    print(f"measured {name}", file=sys.stderr)
+    return result
+
+
+def _wait_ready(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.post(f"{url}/predict", json=ROW, timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def _wrk(url: str, seconds: int, connections: int, work: Path) -> tuple[float, float, float, int]:
+    script = work / "post.lua"
+    body = json.dumps(ROW).replace('"', '\\"')
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.body = "{body}"\nwrk.headers["Content-Type"] = "application/json"\n'
+    )
+    threads = min(2, connections)
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"{url}/predict",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _latency_ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _latency_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    return rps, p50, p99, errors
+
+
+def _latency_ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def _rows(count: int) -> np.ndarray:
+    rng = np.random.default_rng(1234)
+    return np.round(rng.uniform([4.3, 2.0, 1.0, 0.1], [7.9, 4.4, 6.9, 2.5], size=(count, 4)), 1)
+
+
+def _batches(url: str) -> dict[str, float]:
+    out = {}
+    for count, repeats in ((1_000, 10), (10_000, 4)):
+        rows = _rows(count)
+        records = json.dumps([dict(zip(FEATURES, r, strict=True)) for r in rows.tolist()])
+        tensor = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "input-0",
+                        "shape": [count, 4],
+                        "datatype": "FP64",
+                        "data": rows.ravel().tolist(),
+                    }
+                ]
+            }
+        )
+        for label, path, body in (
+            ("records", "/predict", records),
+            ("v2", "/v2/models/iris/infer", tensor),
+        ):
+            start = time.perf_counter()
+            for _ in range(repeats):
+                response = requests.post(
+                    url + path, data=body, headers={"Content-Type": "application/json"}, timeout=120
+                )
+                response.raise_for_status()
+            out[f"{count} {label}"] = count * repeats / (time.perf_counter() - start)
+    return out
+
+
+def _in_process(artifact: Path, runtime: str) -> dict[int, float]:
+    from flaskserve.runtime import load_runtime
+
+    model = load_runtime(artifact, runtime)
+    out = {}
+    for count, repeats in ((1_000, 10), (10_000, 4)):
+        rows = _rows(count)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model.predict(rows)
+        out[count] = count * repeats / (time.perf_counter() - start)
+    return out
+
+
+def _worker_rss_mb(master: int) -> float:
+    children = subprocess.run(
+        ["pgrep", "-P", str(master)], capture_output=True, text=True
+    ).stdout.split()
+    if not children:  # flaskserve serve is itself the gunicorn master
+        children = [str(master)]
+    sizes = []
+    for pid in children:
+        status = Path(f"/proc/{pid}/status").read_text()
+        sizes.append(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024)  # type: ignore[union-attr]
+    return float(np.mean(sizes))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _print_table(results: list[Result], args: argparse.Namespace) -> None:
+    tutorial, ceiling = results[0], results[-1]
+    print(
+        f"\n{os.cpu_count()} cores, {args.workers} gunicorn workers each, wrk on the same machine, {args.duration} s per run\n"
+    )
+    print(
+        "| server | req/s c=1 | p50/p99 ms c=1 | req/s c=16 | p50/p99 ms c=16 | × (a) c=16 | p99 ÷ (a) | % of (d) c=16 | errors | worker RSS MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r.name} | {r.rps[1]:.0f} | {r.p50[1]:.2f} / {r.p99[1]:.2f} | {r.rps[16]:.0f} | {r.p50[16]:.2f} / {r.p99[16]:.2f} "
+            f"| {r.rps[16] / tutorial.rps[16]:.1f}× | {tutorial.p99[16] / r.p99[16]:.1f}× | {100 * r.rps[16] / ceiling.rps[16]:.0f}% "
+            f"| {sum(r.errors.values())} | {r.worker_rss_mb:.0f} |"
+        )
+    print("\n| server | batch | rows/s over HTTP | rows/s in process | HTTP ÷ in-process |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        for key, rate in r.batch_rows_per_s.items():
+            inner = r.in_process_rows_per_s[int(key.split()[0])]
+            print(f"| {r.name} | {key} | {rate:,.0f} | {inner:,.0f} | {100 * rate / inner:.0f}% |")
+
+
+if __name__ == "__main__":
+    main()

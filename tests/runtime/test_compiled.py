@@ -1,0 +1,225 @@
+"""The compiled runtime: ONNX answers like scikit-learn, and a changed artifact is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_diabetes, load_iris
+from sklearn.linear_model import LinearRegression, LogisticRegression, RidgeClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from flaskserve import load_model, save_model
+from flaskserve.artifact import MANIFEST_NAME, MODEL_NAME, read_manifest
+from flaskserve.compiler import COMPILED_FILE
+from flaskserve.errors import ArtifactError, InvalidInput
+from flaskserve.runtime import load_runtime
+from flaskserve.runtime.compiled import CompiledRuntime
+
+IRIS = load_iris()
+X_IRIS: np.ndarray = IRIS["data"]
+Y_IRIS: np.ndarray = IRIS["target"]
+ROW = np.array([[5.9, 3.0, 5.1, 1.8]])
+
+
+def _random_rows(model_dir: Path, count: int, seed: int) -> np.ndarray:
+    """Rows spread over the manifest's ranges widened by 10% on each side."""
+    features = read_manifest(model_dir).features
+    low = np.array([f.min for f in features], dtype=np.float64)
+    high = np.array([f.max for f in features], dtype=np.float64)
+    margin = (high - low) * 0.1
+    return np.random.default_rng(seed).uniform(low - margin, high + margin, (count, len(low)))
+
+
+def _edit_manifest(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    manifest_file = path / MANIFEST_NAME
+    data = json.loads(manifest_file.read_text(encoding="utf-8"))
+    change(data)
+    manifest_file.write_text(json.dumps(data), encoding="utf-8")
+
+
+@pytest.fixture()
+def iris_copy(model_dir: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "iris"
+    shutil.copytree(model_dir, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def uncompiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("compiled") / "plain"
+    model = LogisticRegression(max_iter=1000).fit(X_IRIS, Y_IRIS)
+    save_model(model, path, sample=X_IRIS, compile=False)
+    return path
+
+
+# ---------------------------------------------------------------- answers
+
+
+def test_iris_compiled_runtime_agrees_with_sklearn(model_dir: Path) -> None:
+    runtime = load_runtime(model_dir)
+    assert isinstance(runtime, CompiledRuntime)
+    assert runtime.kind == "onnx"
+    estimator = load_model(model_dir).estimator
+    rows = _random_rows(model_dir, 5_000, seed=7)
+    result = runtime.predict(rows, proba=True)
+    np.testing.assert_array_equal(result.predictions, estimator.predict(rows))
+    assert result.probabilities is not None
+    assert result.probabilities.shape == (5_000, 3)
+    np.testing.assert_allclose(result.probabilities, estimator.predict_proba(rows), atol=1e-6)
+    assert set(result.predictions.tolist()) == {0, 1, 2}, "the rows reach every class"
+
+
+def test_iris_predict_without_proba(model_dir: Path) -> None:
+    result = load_runtime(model_dir, "compiled").predict(ROW)
+    assert result.probabilities is None
+    assert result.predictions.dtype == np.int64
+    assert result.predictions.tolist() == [2]
+    assert type(result.predictions.tolist()[0]) is int
+
+
+def test_string_labels_stay_strings(tmp_path: Path) -> None:
+    labels = np.array(["setosa", "versicolor", "virginica"])[Y_IRIS]
+    model = Pipeline(
+        [("scale", StandardScaler()), ("model", LogisticRegression(max_iter=1000))]
+    ).fit(X_IRIS, labels)
+    save_model(model, tmp_path / "named", sample=X_IRIS)
+    runtime = load_runtime(tmp_path / "named")
+    assert runtime.kind == "onnx"
+    result = runtime.predict(X_IRIS, proba=True)
+    assert result.predictions.dtype.kind == "U"
+    assert result.predictions.tolist() == model.predict(X_IRIS).tolist()
+    assert all(type(label) is str for label in result.predictions.tolist())
+    assert result.probabilities is not None
+    np.testing.assert_allclose(result.probabilities, model.predict_proba(X_IRIS), atol=1e-6)
+
+
+def test_regression_predicts_floats(tmp_path: Path) -> None:
+    x, y = load_diabetes(return_X_y=True)
+    model = LinearRegression().fit(x, y)
+    save_model(model, tmp_path / "linear", sample=x)
+    runtime = load_runtime(tmp_path / "linear")
+    assert runtime.kind == "onnx"
+    result = runtime.predict(x)
+    assert result.predictions.dtype.kind == "f"
+    assert result.predictions.shape == (len(x),)
+    assert result.probabilities is None
+    np.testing.assert_allclose(result.predictions, model.predict(x), rtol=1e-6)
+    with pytest.raises(InvalidInput, match="does not give probabilities"):
+        runtime.predict(x, proba=True)
+
+
+@pytest.fixture(scope="module")
+def ridge(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A classifier without predict_proba, compiled: skl2onnx still gives a scores output."""
+    path = tmp_path_factory.mktemp("compiled") / "ridge"
+    save_model(RidgeClassifier().fit(X_IRIS, Y_IRIS), path, sample=X_IRIS)
+    return path
+
+
+def test_classifier_without_probabilities_is_compiled(ridge: Path) -> None:
+    runtime = load_runtime(ridge)
+    assert runtime.kind == "onnx"
+    assert runtime.manifest.compiled["status"] == "passed"
+    sklearn_runtime = load_runtime(ridge, "sklearn")
+    np.testing.assert_array_equal(
+        runtime.predict(X_IRIS).predictions, sklearn_runtime.predict(X_IRIS).predictions
+    )
+    with pytest.raises(InvalidInput, match="does not give probabilities"):
+        sklearn_runtime.predict(ROW, proba=True)
+
+
+def test_classifier_without_probabilities_refuses_proba(ridge: Path) -> None:
+    with pytest.raises(InvalidInput, match="does not give probabilities"):
+        load_runtime(ridge).predict(ROW, proba=True)
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def test_tampered_onnx_is_refused(iris_copy: Path) -> None:
+    onnx_file = iris_copy / COMPILED_FILE
+    onnx_file.write_bytes(onnx_file.read_bytes() + b"\0")
+    for runtime in ("auto", "compiled"):
+        with pytest.raises(ArtifactError, match=r"model\.onnx: SHA-256 mismatch"):
+            load_runtime(iris_copy, runtime)
+    assert load_runtime(iris_copy, "sklearn").kind == "sklearn"  # scikit-learn's file is intact
+
+
+@pytest.mark.parametrize("runtime", ["auto", "compiled"])
+def test_tampered_skops_is_refused_even_when_only_onnx_is_used(
+    iris_copy: Path, runtime: str
+) -> None:
+    model_file = iris_copy / MODEL_NAME
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_file.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=r"model\.skops: SHA-256 mismatch"):
+        load_runtime(iris_copy, runtime)
+
+
+def test_compiled_runtime_of_an_artifact_without_one(uncompiled: Path) -> None:
+    with pytest.raises(ArtifactError, match=r"no compiled model \(run `flaskserve compile "):
+        load_runtime(uncompiled, "compiled")
+    assert load_runtime(uncompiled).kind == "sklearn"
+
+
+def test_unknown_runtime_name(model_dir: Path) -> None:
+    with pytest.raises(ArtifactError, match=r"runtime 'tensorrt': expected one of auto, sklearn"):
+        load_runtime(model_dir, "tensorrt")
+
+
+BAD_FILES: dict[str, tuple[object, str]] = {
+    "parent": ("../x.onnx", "no compiled model"),
+    "absolute": ("/tmp/x.onnx", "no compiled model"),
+    "subdirectory": ("sub/x.onnx", "no compiled model"),
+    "empty": ("", "no compiled model"),
+    "not-a-string": (7, "no compiled model"),
+    # Path("..").name is "..": it passes the name check and fails as a directory instead
+    "dot-dot": ("..", "no compiled model"),
+}
+
+
+@pytest.mark.parametrize(("name", "says"), BAD_FILES.values(), ids=BAD_FILES)
+def test_compiled_file_outside_the_artifact_is_refused(
+    iris_copy: Path, name: object, says: str
+) -> None:
+    # A real ONNX file with the recorded hash waits at ../x.onnx: only the name refuses it.
+    shutil.copy(iris_copy / COMPILED_FILE, iris_copy.parent / "x.onnx")
+    (iris_copy / COMPILED_FILE).unlink()
+
+    def point_elsewhere(data: dict[str, Any]) -> None:
+        data["compiled"]["file"] = name
+
+    _edit_manifest(iris_copy, point_elsewhere)
+    for runtime in ("auto", "compiled"):
+        with pytest.raises(ArtifactError, match=says):
+            load_runtime(iris_copy, runtime)
+
+
+def test_width_mismatch_is_refused(iris_copy: Path) -> None:
+    def drop_feature(data: dict[str, Any]) -> None:
+        data["features"] = data["features"][:3]
+
+    _edit_manifest(iris_copy, drop_feature)
+    with pytest.raises(ArtifactError, match="the compiled model expects 4"):
+        load_runtime(iris_copy)
+
+
+def test_corrupt_onnx_with_a_matching_hash_is_refused(iris_copy: Path) -> None:
+    garbage = b"not an onnx graph"
+    (iris_copy / COMPILED_FILE).write_bytes(garbage)
+
+    def rehash(data: dict[str, Any]) -> None:
+        data["compiled"]["sha256"] = hashlib.sha256(garbage).hexdigest()
+
+    _edit_manifest(iris_copy, rehash)
+    with pytest.raises(ArtifactError, match="not a loadable ONNX model"):
+        load_runtime(iris_copy)
