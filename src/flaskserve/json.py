@@ -6,6 +6,7 @@ and fails on ``np.int64``; a model server meets both on every response.
 
 from __future__ import annotations
 
+import json
 import typing as t
 
 import numpy as np
@@ -28,3 +29,15 @@ class NumpyJSONProvider(DefaultJSONProvider):
     def dumps(self, obj: t.Any, **kwargs: t.Any) -> str:
         kwargs.setdefault("allow_nan", False)
         return super().dumps(obj, **kwargs)
+
+
+def _numpy_default(o: t.Any) -> t.Any:
+    if isinstance(o, np.ndarray | np.generic):
+        return o.tolist()
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+#: One reusable encoder for the prediction hot path: compact, key order kept, no NaN.
+COMPACT_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), allow_nan=False, ensure_ascii=True, default=_numpy_default
+)

@@ -45,7 +45,7 @@ class Settings:
     runtime: str = "auto"
     batching: bool = True
     batch_max_rows: int = 256
-    batch_wait_ms: float = 0.0
+    batch_wait_ms: float = 1.0
 
     def __post_init__(self) -> None:
         # accept plain strings for paths, as os.PathLike-taking APIs do

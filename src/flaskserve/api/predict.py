@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response
 from flask.typing import ResponseReturnValue
 
 from ..codecs import records
 from ..runtime.registry import ServedModel
-from .body import query_flag, read_json
+from .body import json_response, query_flag, read_json
 from .state import get_model, get_state
 
 bp = Blueprint("predict", __name__)
@@ -24,9 +24,8 @@ def predict(name: str | None = None) -> ResponseReturnValue:
         records.require_classes(manifest)  # fail before decoding or predicting
     rows = records.decode_rows(read_json(), manifest.feature_names, get_state().settings.max_rows)
     prediction = model.runtime.predict(rows, proba=proba)
-    return with_model_headers(
-        jsonify(records.encode_result(prediction, manifest, labels=labels)), model
-    )
+    body = records.encode_result(prediction, manifest, labels=labels)
+    return with_model_headers(json_response(body), model)
 
 
 def with_model_headers(response: Response, model: ServedModel) -> Response:

@@ -39,7 +39,7 @@ class BatchingRuntime:
     :param max_wait_ms: how long a batch waits for more requests before it runs.
     """
 
-    def __init__(self, inner: Runtime, *, max_rows: int = 256, max_wait_ms: float = 0.0) -> None:
+    def __init__(self, inner: Runtime, *, max_rows: int = 256, max_wait_ms: float = 1.0) -> None:
         self._inner = inner
         self._max_rows = max_rows
         self._max_wait = max_wait_ms / 1000
