@@ -152,3 +152,59 @@ def test_empty_model_dir_is_refused(raw: str) -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(AttributeError):
         DEFAULTS.max_rows = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("environ", "field", "value"),
+    [
+        ({"FLASKSERVE_BATCHING": "off"}, "batching", False),
+        ({"FLASKSERVE_BATCHING": "1"}, "batching", True),
+        ({"FLASKSERVE_BATCH_WAIT_MS": "2.5"}, "batch_wait_ms", 2.5),
+        ({"FLASKSERVE_BATCH_MAX_ROWS": "64"}, "batch_max_rows", 64),
+        ({"FLASKSERVE_RUNTIME": "sklearn"}, "runtime", "sklearn"),
+        ({"FLASKSERVE_POLL_SECONDS": "0"}, "poll_seconds", 0.0),
+        ({"FLASKSERVE_DEFAULT_MODEL": "iris"}, "default_model", "iris"),
+    ],
+    ids=[
+        "batching-off",
+        "batching-on",
+        "wait",
+        "max-rows",
+        "runtime",
+        "no-polling",
+        "default-model",
+    ],
+)
+def test_serving_options_from_environment(
+    environ: dict[str, str], field: str, value: object
+) -> None:
+    assert getattr(Settings.from_env(environ), field) == value
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"FLASKSERVE_BATCHING": "maybe"},
+            "FLASKSERVE_BATCHING: expected true or false, got 'maybe'",
+        ),
+        (
+            {"FLASKSERVE_BATCH_WAIT_MS": "-1"},
+            "FLASKSERVE_BATCH_WAIT_MS: expected 0 or more, got '-1'",
+        ),
+        (
+            {"FLASKSERVE_POLL_SECONDS": "soon"},
+            "FLASKSERVE_POLL_SECONDS: expected a number, got 'soon'",
+        ),
+        ({"FLASKSERVE_RUNTIME": "fast"}, "FLASKSERVE_RUNTIME: expected auto, sklearn or compiled"),
+        (
+            {"FLASKSERVE_ADMIN_TOKEN": "short"},
+            "FLASKSERVE_ADMIN_TOKEN: expected at least 16 characters",
+        ),
+    ],
+    ids=["batching", "wait", "poll", "runtime", "token"],
+)
+def test_bad_serving_options_name_the_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(environ)
+    assert caught.value.message.startswith(message)
