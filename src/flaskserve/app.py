@@ -9,6 +9,7 @@ from flask import Flask
 
 from .api import health, mlflow, openapi, predict, v2
 from .api.errors import register_error_handlers
+from .api.observability import register_request_logging
 from .api.state import EXTENSION_KEY, ServerState
 from .json import NumpyJSONProvider
 from .runtime.base import Runtime
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[EXTENSION_KEY] = ServerState(settings, registry)
     app.before_request(lambda: registry.start_watching(settings.poll_seconds))
     register_error_handlers(app)
+    register_request_logging(app)
     app.register_blueprint(predict.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(v2.bp)

@@ -152,7 +152,9 @@ _RUNTIME = click.option(
 @click.option(
     "--debugger", is_flag=True, help="With --dev: the Werkzeug debugger (loopback hosts only)."
 )
-@click.option("--access-log", is_flag=True, help="Log every request to standard output.")
+@click.option(
+    "--access-log", is_flag=True, help="Log one JSON line per request (FLASKSERVE_ACCESS_LOG)."
+)
 @_RUNTIME
 @_THREADS
 def serve(model_dir: Path, **options: Any) -> None:
@@ -217,7 +219,9 @@ def _serve(
             f"--debugger runs arbitrary code; it is allowed on loopback only, not {host}"
         )
     try:
-        settings = Settings.from_env(model_dir=model_dir, runtime=runtime)
+        settings = Settings.from_env(
+            model_dir=model_dir, runtime=runtime, access_log=access_log or None
+        )
     except SettingsError as e:
         raise click.UsageError(e.message) from None
     kinds = _check_repository(settings)  # fail now, with one clear line, not in every worker
@@ -232,9 +236,7 @@ def _serve(
         if settings.state_dir is None:  # workers share load/unload decisions through it
             settings = dataclasses.replace(settings, state_dir=Path(state_dir))
         workers = workers or server.default_workers()
-        server.run_gunicorn(
-            settings, host=host, port=port, workers=workers, threads=threads, access_log=access_log
-        )
+        server.run_gunicorn(settings, host=host, port=port, workers=workers, threads=threads)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,6 +48,7 @@ class ModelNotReady(FlaskServeError):
     """The model exists but could not be loaded, or is still loading."""
 
     status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    headers = (("Retry-After", "5"),)  # a rescan or a load may bring it back
 
 
 class ModelError(FlaskServeError):

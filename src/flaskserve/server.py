@@ -104,7 +104,6 @@ def run_gunicorn(
     port: int,
     workers: int,
     threads: int = 1,
-    access_log: bool = False,
 ) -> None:
     """Serve until SIGTERM/SIGINT; gunicorn's own limits on request lines and headers stay on."""
     options: dict[str, Any] = {
@@ -115,7 +114,7 @@ def run_gunicorn(
         "threads": threads,
         "timeout": 30,
         "graceful_timeout": 30,
-        "accesslog": "-" if access_log else None,
+        "accesslog": None,  # the app writes its own structured access log (FLASKSERVE_ACCESS_LOG)
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "flaskserve",

@@ -33,6 +33,9 @@ class Settings:
         (effective with threaded workers, ``flaskserve serve --threads``).
     :param batch_max_rows: the most rows one coalesced call receives.
     :param batch_wait_ms: how long a batch waits for more requests; 0: only what queued.
+    :param api_keys: comma-separated keys; when set, prediction and model endpoints need one
+        (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``).
+    :param access_log: log one JSON line per request (request id, model, status, latency).
     """
 
     model_dir: Path = DEFAULT_MODEL_DIR
@@ -46,6 +49,8 @@ class Settings:
     batching: bool = True
     batch_max_rows: int = 256
     batch_wait_ms: float = 1.0
+    api_keys: str | None = None
+    access_log: bool = False
 
     def __post_init__(self) -> None:
         # accept plain strings for paths, as os.PathLike-taking APIs do
@@ -64,8 +69,15 @@ class Settings:
             raise SettingsError(
                 f"runtime: expected auto, sklearn or compiled, got {self.runtime!r}"
             )
+        if self.api_keys is not None and any(len(k) < 16 for k in self.api_key_list):
+            raise SettingsError("api_keys: expected comma-separated keys of at least 16 characters")
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise SettingsError("admin_token: expected at least 16 characters")
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        """The configured API keys, without blanks."""
+        return tuple(k.strip() for k in (self.api_keys or "").split(",") if k.strip())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -24,3 +24,25 @@ def require_admin() -> None:
         token.strip().encode(), expected.encode()
     ):
         raise Unauthorized("a valid admin token is required: send 'Authorization: Bearer <token>'")
+
+
+def require_api_key() -> None:
+    """When API keys are configured, allow only requests bearing one of them.
+
+    Every configured key is compared, in constant time, so the time taken
+    does not tell how much of a key was right; keys are never logged.
+
+    :raises Unauthorized: keys are configured and none was presented, or a wrong one.
+    """
+    keys = get_state().settings.api_key_list
+    if not keys:
+        return
+    scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
+    presented = request.headers.get("X-API-Key") or (
+        bearer.strip() if scheme.lower() == "bearer" else ""
+    )
+    matches = [hmac.compare_digest(presented.encode(), key.encode()) for key in keys]
+    if not presented or not any(matches):
+        raise Unauthorized(
+            "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+        )

@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from ..artifact import ModelManifest
 from ..errors import FlaskServeError
 from ..runtime.registry import ServedModel
+from .auth import require_api_key
 from .state import get_model
 
 bp = Blueprint("health", __name__)
@@ -27,7 +28,7 @@ def ready() -> ResponseReturnValue:
     try:
         model = get_model()
     except FlaskServeError as e:
-        return jsonify(status="not ready", error=e.message), 503
+        return jsonify(status="not ready", error=e.message), 503, {"Retry-After": "5"}
     return jsonify(status="ready", model=model.name, version=model.version)
 
 
@@ -35,6 +36,7 @@ def ready() -> ResponseReturnValue:
 @bp.get("/model/<name>")
 def model(name: str | None = None) -> ResponseReturnValue:
     """The manifest, less what only the operator needs (hashes of files on disk)."""
+    require_api_key()
     return jsonify(public_metadata(get_model(name)))
 
 

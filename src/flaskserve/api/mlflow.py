@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 from .. import __version__
 from ..codecs import mlflow
 from ..errors import UnsupportedMediaType
+from .auth import require_api_key
 from .body import read_body, read_json
 from .predict import with_model_headers
 from .state import get_model, get_state
@@ -21,6 +22,7 @@ _CSV = ("text/csv",)
 @bp.post("/invocations")
 def invocations() -> ResponseReturnValue:
     """Score the default model; the body's Content-Type picks JSON or CSV, as in MLflow."""
+    require_api_key()
     model = get_model()
     names = model.runtime.manifest.feature_names
     max_rows = get_state().settings.max_rows

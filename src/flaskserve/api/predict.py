@@ -7,10 +7,12 @@ from flask.typing import ResponseReturnValue
 
 from ..codecs import records
 from ..runtime.registry import ServedModel
+from .auth import require_api_key
 from .body import json_response, query_flag, read_json
 from .state import get_model, get_state
 
 bp = Blueprint("predict", __name__)
+bp.before_request(require_api_key)
 
 
 @bp.route("/predict", methods=["POST", "PUT"])

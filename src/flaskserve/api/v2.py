@@ -12,7 +12,7 @@ from ..codecs import v2
 from ..codecs.jsonbody import parse_json
 from ..errors import InvalidInput
 from ..runtime.registry import ServedModel, Snapshot
-from .auth import require_admin
+from .auth import require_admin, require_api_key
 from .body import read_body, read_json
 from .predict import with_model_headers
 from .state import get_model, get_state
@@ -40,6 +40,7 @@ def ready() -> ResponseReturnValue:
 @bp.get("/models/<name>")
 @bp.get("/models/<name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None) -> ResponseReturnValue:
+    require_api_key()
     model = get_model(name, version)
     snapshot = _snapshot()
     versions = [str(v) for v in sorted(snapshot.models.get(name, {}))]
@@ -60,6 +61,7 @@ def model_ready(name: str, version: str | None = None) -> ResponseReturnValue:
 @bp.post("/models/<name>/infer")
 @bp.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None) -> ResponseReturnValue:
+    require_api_key()
     model = get_model(name, version)
     manifest = model.runtime.manifest
     inputs = v2.decode_infer_request(read_json(), manifest, get_state().settings.max_rows)
