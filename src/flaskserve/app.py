@@ -12,6 +12,7 @@ from .api.errors import register_error_handlers
 from .api.observability import register_request_logging
 from .api.state import EXTENSION_KEY, ServerState
 from .json import NumpyJSONProvider
+from .metrics import Metrics
 from .runtime.base import Runtime
 from .runtime.batching import BatchingRuntime
 from .runtime.registry import ModelRegistry
@@ -36,15 +37,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json = NumpyJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.debug = False  # the Werkzeug debugger runs arbitrary code; never from the factory
+    metrics = Metrics()
     registry = ModelRegistry(
         settings.model_dir,
         state_dir=settings.state_dir,
         default_model=settings.default_model,
         runtime=settings.runtime,
         wrap=_batching(settings),
+        on_failure=lambda name, version, reason: metrics.load_failures.labels(name).inc(),
     )
     _log_snapshot(registry)
-    app.extensions[EXTENSION_KEY] = ServerState(settings, registry)
+    app.extensions[EXTENSION_KEY] = ServerState(settings, registry, metrics)
     app.before_request(lambda: registry.start_watching(settings.poll_seconds))
     register_error_handlers(app)
     register_request_logging(app)

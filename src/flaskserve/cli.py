@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -235,6 +236,9 @@ def _serve(
     with tempfile.TemporaryDirectory(prefix="flaskserve-state-") as state_dir:
         if settings.state_dir is None:  # workers share load/unload decisions through it
             settings = dataclasses.replace(settings, state_dir=Path(state_dir))
+        metrics_dir = Path(state_dir) / "metrics"  # set before any worker imports prometheus_client
+        metrics_dir.mkdir()
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
         workers = workers or server.default_workers()
         server.run_gunicorn(settings, host=host, port=port, workers=workers, threads=threads)
 

@@ -15,6 +15,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
 from .app import create_app
+from .metrics import forget_worker
 from .settings import Settings
 
 
@@ -119,6 +120,7 @@ def run_gunicorn(
         "loglevel": "info",
         "proc_name": "flaskserve",
         "post_worker_init": _rescan_on_hangup,
+        "child_exit": lambda server, worker: forget_worker(worker.pid),
     }
     GunicornServer(settings, options).run()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -170,3 +171,18 @@ def test_sigterm_stops_cleanly(
 def _children(pid: int) -> list[int]:
     result = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
     return [int(p) for p in result.stdout.split()]
+
+
+def test_metrics_add_up_across_workers(live_server: LiveServer) -> None:
+    url = live_server.url
+
+    def total() -> float:
+        text = requests.get(f"{url}/metrics", timeout=10).text
+        pattern = r'flaskserve_rows_predicted_total\{model="iris",version="1"\} ([\d.e+]+)'
+        match = re.search(pattern, text)
+        return float(match.group(1)) if match else 0.0
+
+    before = total()
+    for _ in range(40):  # fresh connections: both workers answer some
+        requests.post(f"{url}/predict", json=[ROW, ROW, ROW], timeout=10)
+    assert total() - before == 120

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
 from ..artifact import ModelManifest
 from ..errors import FlaskServeError
 from ..runtime.registry import ServedModel
 from .auth import require_api_key
-from .state import get_model
+from .state import get_model, get_state
 
 bp = Blueprint("health", __name__)
 
@@ -30,6 +30,13 @@ def ready() -> ResponseReturnValue:
     except FlaskServeError as e:
         return jsonify(status="not ready", error=e.message), 503, {"Retry-After": "5"}
     return jsonify(status="ready", model=model.name, version=model.version)
+
+
+@bp.get("/metrics")
+def metrics() -> ResponseReturnValue:
+    """Prometheus metrics of every worker: requests, latency, rows, load failures, versions."""
+    body, content_type = get_state().metrics.render()
+    return Response(body, content_type=content_type)
 
 
 @bp.get("/model")

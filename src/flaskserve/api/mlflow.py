@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from .. import __version__
@@ -36,6 +36,7 @@ def invocations() -> ResponseReturnValue:
         raise UnsupportedMediaType(
             f"Content-Type {shown!r} is not accepted; send application/json or text/csv"
         )
+    g.rows_predicted = len(rows)
     prediction = model.runtime.predict(rows)
     return with_model_headers(jsonify(mlflow.encode_predictions(prediction)), model)
 

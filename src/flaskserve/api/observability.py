@@ -10,6 +10,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 
+from ..metrics import Metrics
 from .state import get_state
 
 access_logger = logging.getLogger("flaskserve.access")
@@ -32,8 +33,10 @@ def _start() -> None:
 def _finish(response: Response) -> Response:
     request_id = g.get("request_id") or uuid.uuid4().hex
     response.headers["X-Request-ID"] = request_id
-    if get_state().settings.access_log:
-        started = g.get("flaskserve_started", time.perf_counter())
+    state = get_state()
+    started = g.get("flaskserve_started", time.perf_counter())
+    _record(state.metrics, response, time.perf_counter() - started)
+    if state.settings.access_log:
         record = {
             "request_id": request_id,
             "method": request.method,
@@ -45,3 +48,17 @@ def _finish(response: Response) -> Response:
         }
         access_logger.info(json.dumps(record))
     return response
+
+
+def _record(metrics: Metrics, response: Response, seconds: float) -> None:
+    # the route's pattern, not the raw path: label values must stay few
+    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    model = response.headers.get("X-Model-Name", "")
+    metrics.requests.labels(endpoint, model, str(response.status_code)).inc()
+    metrics.latency.labels(endpoint).observe(seconds)
+    version = response.headers.get("X-Model-Version")
+    if model and version:
+        metrics.version.labels(model).set(float(version))
+        rows = g.get("rows_predicted")
+        if rows:
+            metrics.rows.labels(model, version).inc(rows)

@@ -286,6 +286,17 @@ def _mlflow_paths() -> dict[str, Any]:
 def _health_paths() -> dict[str, Any]:
     return {
         "/health": {"get": {"summary": "Liveness", "responses": _responses({"type": "object"})}},
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics, summed over all workers",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/ready": {
             "get": {
                 "summary": "Readiness of the default model",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, g
 from flask.typing import ResponseReturnValue
 
 from ..codecs import records
@@ -25,6 +25,7 @@ def predict(name: str | None = None) -> ResponseReturnValue:
     if labels:
         records.require_classes(manifest)  # fail before decoding or predicting
     rows = records.decode_rows(read_json(), manifest.feature_names, get_state().settings.max_rows)
+    g.rows_predicted = len(rows)
     prediction = model.runtime.predict(rows, proba=proba)
     body = records.encode_result(prediction, manifest, labels=labels)
     return with_model_headers(json_response(body), model)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from ..metrics import Metrics
 from ..runtime.registry import ModelRegistry, ServedModel
 from ..settings import Settings
 
@@ -18,6 +19,7 @@ class ServerState:
 
     settings: Settings
     registry: ModelRegistry
+    metrics: Metrics
 
 
 def get_state() -> ServerState:

@@ -153,6 +153,7 @@ class ModelRegistry:
         model, or the first name in sorted order.
     :param runtime: ``auto``, ``sklearn`` or ``compiled`` (see :func:`load_runtime`).
     :param wrap: applied to each runtime once it passed its checks (e.g. batching).
+    :param on_failure: told ``(name, version, reason)`` of each version refused.
     """
 
     def __init__(
@@ -163,8 +164,10 @@ class ModelRegistry:
         default_model: str | None = None,
         runtime: str = "auto",
         wrap: Callable[[Runtime], Runtime] | None = None,
+        on_failure: Callable[[str, int, str], None] | None = None,
     ) -> None:
         self.root = root
+        self._on_failure = on_failure
         self._runtime = runtime
         self._wrap = wrap
         self._state_dir = state_dir
@@ -250,6 +253,8 @@ class ModelRegistry:
             model = ServedModel(key[0], key[1], self._wrap(runtime) if self._wrap else runtime)
         except FlaskServeError as e:
             logger.error("model %r version %s not served: %s", key[0], key[1], e.message)
+            if self._on_failure is not None:
+                self._on_failure(key[0], key[1], e.message)
             previous = entry.model if entry is not None else None
             self._entries[key] = _Entry(fingerprint, previous, e.message)
             return
