@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import InvalidInput, PayloadTooLarge
 from ..runtime.base import Prediction
-from .records import decode_rows, describe
+from .records import check_names, decode_rows, describe
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _SPLIT_KEYS = ("columns", "data", "index")
@@ -225,15 +225,7 @@ def _column_names(columns: Any, where: str) -> list[str]:
 
 
 def _check_columns(columns: Sequence[str], names: Sequence[str], where: str) -> None:
-    missing = [n for n in names if n not in columns]
-    unknown = [c for c in columns if c not in names]
-    problems = []
-    if missing:
-        problems.append(f"missing feature(s) {_names(missing)}")
-    if unknown:
-        problems.append(f"unknown column(s) {_names(unknown)}")
-    if problems:
-        raise InvalidInput(f"{where}{'; '.join(problems)} (expected: {', '.join(names)})")
+    check_names(columns, names, where, unknown_kind="column")
 
 
 def _reorder(matrix: np.ndarray, columns: Sequence[str], names: Sequence[str]) -> np.ndarray:

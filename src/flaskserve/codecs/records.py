@@ -102,16 +102,24 @@ def describe(value: Any) -> str:
     return f"number {value!r}"
 
 
+def check_names(
+    given: Sequence[str], names: Sequence[str], where: str, *, unknown_kind: str = "feature"
+) -> None:
+    """:raises InvalidInput: *given* lacks some of *names* or has others; all are named."""
+    missing = [n for n in names if n not in given]
+    unknown = [k for k in given if k not in names]
+    problems = []
+    if missing:
+        problems.append(f"missing feature(s) {', '.join(map(repr, missing))}")
+    if unknown:
+        problems.append(f"unknown {unknown_kind}(s) {', '.join(map(repr, unknown))}")
+    if problems:
+        raise InvalidInput(f"{where}{'; '.join(problems)} (expected: {', '.join(names)})")
+
+
 def _decode_object(row: dict[str, Any], names: Sequence[str], where: str) -> list[float]:
     if len(row) != len(names) or any(n not in row for n in names):
-        missing = [n for n in names if n not in row]
-        unknown = [k for k in row if k not in names]
-        problems = []
-        if missing:
-            problems.append(f"missing feature(s) {', '.join(map(repr, missing))}")
-        if unknown:
-            problems.append(f"unknown feature(s) {', '.join(map(repr, unknown))}")
-        raise InvalidInput(f"{where}{'; '.join(problems)} (expected: {', '.join(names)})")
+        check_names(list(row), names, where)
     return [_number(row[n], f"{where}feature {n!r}") for n in names]
 
 
