@@ -33,7 +33,8 @@ from .records import check_names, decode_rows, describe
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _SPLIT_KEYS = ("columns", "data", "index")
 # what a CSV cell may hold: plain decimal notation, no 'nan', 'inf', '1_000' or hex
-_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# linear (no nested quantifiers to backtrack through) and ASCII digits only, like JSON numbers
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def decode_json(payload: Any, feature_names: Sequence[str], max_rows: int) -> np.ndarray:

@@ -39,6 +39,7 @@ _INPUT_KEYS = ("name", "shape", "datatype", "parameters", "data")
 _INPUT_REQUIRED = ("name", "shape", "datatype", "data")
 _OUTPUT_KEYS = ("name", "parameters")
 _CLASSIFIER_OUTPUTS = ("predict_proba", "label")
+_MAX_PARAMETER_NESTING = 16
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,29 @@ def _optional_object(value: dict[str, Any], key: str, where: str) -> dict[str, A
     found = value[key]
     if not isinstance(found, dict):
         raise InvalidInput(f"{where}: {key!r} must be an object, got {describe(found)}")
+    # echoed in the response, so it must be JSON we can write back from any stack depth
+    if _nesting(found) > _MAX_PARAMETER_NESTING:
+        raise InvalidInput(
+            f"{where}: {key!r} is nested deeper than {_MAX_PARAMETER_NESTING} levels"
+        )
+    try:
+        json.dumps(found, allow_nan=False)
+    except ValueError:
+        raise InvalidInput(f"{where}: {key!r} holds a non-finite number") from None
     return found
+
+
+def _nesting(value: Any) -> int:
+    """How deeply *value* nests, found without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 def _decode_inputs(value: Any) -> list[_Tensor]:
@@ -439,5 +462,8 @@ def _quoted(names: Sequence[str]) -> str:
 def _shown(value: Any) -> str:
     if not isinstance(value, list):
         return describe(value)
-    text = json.dumps(value)
+    try:
+        text = json.dumps(value)
+    except (ValueError, RecursionError):
+        return "a deeply nested array"
     return text if len(text) <= 40 else text[:37] + "..."
