@@ -57,6 +57,32 @@ class Metrics:
             multiprocess_mode="livemax",
         )
 
+        self._children: dict[tuple[Any, ...], Any] = {}  # labels() costs a lock and a lookup
+
+    def record(
+        self,
+        endpoint: str,
+        model: str,
+        version: str | None,
+        status: int,
+        seconds: float,
+        rows: int | None,
+    ) -> None:
+        """Count one answered request."""
+        self._child(self.requests, endpoint, model, str(status)).inc()
+        self._child(self.latency, endpoint).observe(seconds)
+        if model and version:
+            self._child(self.version, model).set(float(version))
+            if rows:
+                self._child(self.rows, model, version).inc(rows)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         from prometheus_client import (

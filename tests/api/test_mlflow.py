@@ -20,6 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from assertions import assert_error, json_body
 from flaskserve import __version__
 from flaskserve.app import create_app
 from flaskserve.settings import Settings
@@ -67,24 +68,6 @@ FORMATS: dict[str, dict[str, Any]] = {
 }
 
 
-def _body(response: TestResponse) -> Any:
-    body = response.get_json()
-    assert body is not None, response.data[:300]
-    return body
-
-
-def _error(response: TestResponse, status: int, *says: str) -> str:
-    assert response.status_code == status, response.data[:300]
-    assert response.content_type == "application/json"
-    body = _body(response)
-    assert list(body) == ["error"]
-    message = body["error"]
-    assert isinstance(message, str) and message
-    for fragment in says:
-        assert fragment in message, message
-    return message
-
-
 def _post(client: FlaskClient, payload: Any, headers: dict[str, str] = JSON) -> TestResponse:
     return client.post("/invocations", data=json.dumps(payload), headers=headers)
 
@@ -94,7 +77,7 @@ def test_documented_json_formats(client: FlaskClient, payload: dict[str, Any]) -
     response = _post(client, payload)
     assert response.status_code == 200, response.data
     assert response.content_type == "application/json"
-    assert _body(response) == EXPECTED
+    assert json_body(response) == EXPECTED
     assert response.headers["X-Model-Name"] == "iris"
     assert response.headers["X-Model-Version"] == "1"
 
@@ -115,7 +98,7 @@ def test_csv(client: FlaskClient, body: bytes) -> None:
     # pandas.read_csv, so the first line names the columns.
     response = client.post("/invocations", data=body, headers=CSV)
     assert response.status_code == 200, response.data
-    assert _body(response) == EXPECTED
+    assert json_body(response) == EXPECTED
 
 
 @pytest.mark.parametrize(
@@ -131,17 +114,17 @@ def test_csv(client: FlaskClient, body: bytes) -> None:
 def test_content_type_parameters(client: FlaskClient, content_type: str, body: bytes) -> None:
     response = client.post("/invocations", data=body, headers={"Content-Type": content_type})
     assert response.status_code == 200, response.data
-    assert _body(response) == EXPECTED
+    assert json_body(response) == EXPECTED
 
 
 def test_one_row(client: FlaskClient) -> None:
-    assert _body(_post(client, {"dataframe_records": RECORDS[:1]})) == {"predictions": [2]}
+    assert json_body(_post(client, {"dataframe_records": RECORDS[:1]})) == {"predictions": [2]}
 
 
 def test_agrees_with_predict(client: FlaskClient) -> None:
     rows = [[6.1, 2.8, 4.7, 1.2], [6.3, 3.3, 6.0, 2.5], [4.9, 3.1, 1.5, 0.1]]
-    tutorial = _body(client.post("/predict", json=rows))["result"]
-    assert _body(_post(client, {"inputs": rows}))["predictions"] == tutorial
+    tutorial = json_body(client.post("/predict", json=rows))["result"]
+    assert json_body(_post(client, {"inputs": rows}))["predictions"] == tutorial
 
 
 EXTRA = "colour"
@@ -175,7 +158,7 @@ def test_unknown_column_is_refused(
 ) -> None:
     """MLflow would drop a column the model does not know; a typo must not go unnoticed."""
     response = client.post("/invocations", data=body, headers=headers)
-    _error(response, 400, f"'{EXTRA}'", "unknown")
+    assert_error(response, 400, f"'{EXTRA}'", "unknown")
 
 
 MISSING = "petal_width"
@@ -208,7 +191,7 @@ def test_missing_column_is_refused(
     client: FlaskClient, body: bytes, headers: dict[str, str]
 ) -> None:
     response = client.post("/invocations", data=body, headers=headers)
-    _error(response, 400, f"'{MISSING}'", "missing")
+    assert_error(response, 400, f"'{MISSING}'", "missing")
 
 
 BAD_JSON: dict[str, tuple[Any, tuple[str, ...]]] = {
@@ -235,11 +218,11 @@ BAD_JSON: dict[str, tuple[Any, tuple[str, ...]]] = {
 
 @pytest.mark.parametrize(("payload", "says"), BAD_JSON.values(), ids=BAD_JSON)
 def test_bad_json_is_400(client: FlaskClient, payload: Any, says: tuple[str, ...]) -> None:
-    _error(_post(client, payload), 400, *says)
+    assert_error(_post(client, payload), 400, *says)
 
 
 def test_invalid_json_is_400(client: FlaskClient) -> None:
-    _error(client.post("/invocations", data=b'{"inputs": [[5.9,', headers=JSON), 400, "JSON")
+    assert_error(client.post("/invocations", data=b'{"inputs": [[5.9,', headers=JSON), 400, "JSON")
 
 
 @pytest.mark.parametrize(
@@ -258,7 +241,7 @@ def test_invalid_json_is_400(client: FlaskClient) -> None:
 )
 def test_unsupported_content_type_is_415(client: FlaskClient, headers: dict[str, str]) -> None:
     response = client.post("/invocations", data=json.dumps(FORMATS["inputs-rows"]), headers=headers)
-    _error(response, 415, "application/json", "text/csv")
+    assert_error(response, 415, "application/json", "text/csv")
 
 
 def test_ping_health_and_version(client: FlaskClient) -> None:
@@ -289,16 +272,16 @@ def small_app(model_dir: Path) -> Flask:
 )
 def test_too_many_rows_is_413(small_app: Flask, body: bytes, headers: dict[str, str]) -> None:
     response = small_app.test_client().post("/invocations", data=body, headers=headers)
-    _error(response, 413, "4 rows", "limit of 3")
+    assert_error(response, 413, "4 rows", "limit of 3")
 
 
 def test_get_invocations_is_405(client: FlaskClient) -> None:
     response = client.get("/invocations")
-    _error(response, 405, "use POST")
+    assert_error(response, 405, "use POST")
     assert "POST" in response.headers["Allow"]
 
 
 def test_missing_model_is_503(tmp_path: Path) -> None:
     client = create_app(Settings(model_dir=tmp_path / "missing", poll_seconds=0)).test_client()
     assert client.get("/ping").status_code == 200  # alive, though nothing is served
-    _error(_post(client, FORMATS["inputs-rows"]), 503, "no model is ready")
+    assert_error(_post(client, FORMATS["inputs-rows"]), 503, "no model is ready")

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
+from assertions import assert_error, json_body
 from flaskserve import __version__
 from flaskserve.app import create_app
 from flaskserve.settings import Settings
@@ -58,25 +58,6 @@ SPEC_RESPONSE: dict[str, Any] = {
 }
 
 
-def _body(response: TestResponse) -> Any:
-    body = response.get_json()
-    assert body is not None, response.data[:300]
-    return body
-
-
-def _error(response: TestResponse, status: int, *says: str) -> str:
-    """Check the spec's error shape, ``{"error": <message>}``, and return the message."""
-    assert response.status_code == status, response.data[:300]
-    assert response.content_type == "application/json"
-    body = _body(response)
-    assert list(body) == ["error"]
-    message = body["error"]
-    assert isinstance(message, str) and message
-    for fragment in says:
-        assert fragment in message, message
-    return message
-
-
 def _request(data: Any, *, shape: list[int], **extra: Any) -> dict[str, Any]:
     tensor = {"name": "input-0", "shape": shape, "datatype": "FP64", "data": data}
     return {"inputs": [tensor], **extra}
@@ -106,7 +87,7 @@ def admin_client(admin_app: Flask) -> FlaskClient:
 def test_server_metadata(client: FlaskClient) -> None:
     response = client.get("/v2")
     assert response.status_code == 200
-    assert _body(response) == {
+    assert json_body(response) == {
         "name": "flaskserve",
         "version": __version__,
         "extensions": ["model_repository"],
@@ -115,9 +96,9 @@ def test_server_metadata(client: FlaskClient) -> None:
 
 def test_server_live_and_ready(client: FlaskClient) -> None:
     live = client.get("/v2/health/live")
-    assert (live.status_code, _body(live)) == (200, {"live": True})
+    assert (live.status_code, json_body(live)) == (200, {"live": True})
     ready = client.get("/v2/health/ready")
-    assert (ready.status_code, _body(ready)) == (200, {"ready": True})
+    assert (ready.status_code, json_body(ready)) == (200, {"ready": True})
 
 
 @pytest.mark.parametrize(
@@ -128,7 +109,7 @@ def test_model_metadata(client: FlaskClient, path: str) -> None:
     assert response.status_code == 200
     assert response.headers["X-Model-Name"] == "iris"
     assert response.headers["X-Model-Version"] == "1"
-    body = _body(response)
+    body = json_body(response)
     assert body["name"] == "iris"
     assert body["versions"] == ["1"]
     assert body["platform"] == "sklearn"
@@ -148,7 +129,7 @@ def test_model_metadata(client: FlaskClient, path: str) -> None:
 
 def test_metadata_inputs_make_a_valid_request(client: FlaskClient) -> None:
     """The advertised inputs, filled in as named, are accepted as they are."""
-    metadata = _body(client.get("/v2/models/iris"))
+    metadata = json_body(client.get("/v2/models/iris"))
     inputs = [
         {
             "name": tensor["name"],
@@ -163,7 +144,7 @@ def test_metadata_inputs_make_a_valid_request(client: FlaskClient) -> None:
     for request in ({"inputs": inputs}, {"inputs": [alternative]}):
         response = client.post(INFER, json=request)
         assert response.status_code == 200, response.data
-        assert _outputs(_body(response))["predict"]["data"] == [2, 0]
+        assert _outputs(json_body(response))["predict"]["data"] == [2, 0]
 
 
 MODEL_ERRORS = {
@@ -182,7 +163,7 @@ MODEL_ERRORS = {
 def test_model_errors(
     client: FlaskClient, path: str, status: int, says: tuple[str, ...], suffix: str
 ) -> None:
-    _error(client.get(path + suffix), status, *says)
+    assert_error(client.get(path + suffix), status, *says)
 
 
 @pytest.mark.parametrize(
@@ -193,7 +174,7 @@ def test_model_errors(
 def test_model_ready(client: FlaskClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 200
-    assert _body(response) == {"name": "iris", "version": "1", "ready": True}
+    assert json_body(response) == {"name": "iris", "version": "1", "ready": True}
 
 
 # --- inference ---
@@ -203,7 +184,7 @@ def test_spec_example_answers_like_the_spec(client: FlaskClient) -> None:
     response = client.post(INFER, json=SPEC_REQUEST)
     assert response.status_code == 200
     assert response.content_type == "application/json"
-    assert _body(response) == SPEC_RESPONSE
+    assert json_body(response) == SPEC_RESPONSE
     assert response.headers["X-Model-Name"] == "iris"
     assert response.headers["X-Model-Version"] == "1"
 
@@ -214,14 +195,14 @@ def test_spec_example_with_its_integer_datatype(client: FlaskClient) -> None:
     tensor = {"name": "input0", "shape": [2, 4], "datatype": "UINT32", "data": rows}
     response = client.post(INFER, json={**SPEC_REQUEST, "inputs": [tensor]})
     assert response.status_code == 200, response.data
-    data = _outputs(_body(response))["predict"]["data"]
-    assert data == _body(client.post("/predict", json=rows))["result"] == [2, 0]
+    data = _outputs(json_body(response))["predict"]["data"]
+    assert data == json_body(client.post("/predict", json=rows))["result"] == [2, 0]
 
 
 def test_versioned_infer(client: FlaskClient) -> None:
     response = client.post("/v2/models/iris/versions/1/infer", json=SPEC_REQUEST)
     assert response.status_code == 200
-    assert _body(response) == SPEC_RESPONSE
+    assert json_body(response) == SPEC_RESPONSE
     assert response.headers["X-Model-Version"] == "1"
 
 
@@ -229,7 +210,7 @@ def test_outputs_come_in_the_requested_order(client: FlaskClient) -> None:
     outputs = [{"name": "label"}, {"name": "predict_proba"}, {"name": "predict"}]
     response = client.post(INFER, json={**SPEC_REQUEST, "outputs": outputs})
     assert response.status_code == 200
-    body = _body(response)
+    body = json_body(response)
     assert [o["name"] for o in body["outputs"]] == ["label", "predict_proba", "predict"]
     label, proba, predict = body["outputs"]
     assert predict == {"name": "predict", "shape": [2], "datatype": "INT64", "data": [2, 0]}
@@ -252,15 +233,15 @@ def test_outputs_come_in_the_requested_order(client: FlaskClient) -> None:
 
 def test_predict_is_the_default_output(client: FlaskClient) -> None:
     request = {key: value for key, value in SPEC_REQUEST.items() if key != "outputs"}
-    assert _body(client.post(INFER, json=request)) == SPEC_RESPONSE
+    assert json_body(client.post(INFER, json=request)) == SPEC_RESPONSE
 
 
 def test_probabilities_agree_with_predict(client: FlaskClient) -> None:
     response = client.post(
         INFER, json=_request(ROWS, shape=[2, 4], outputs=[{"name": "predict_proba"}])
     )
-    proba = _outputs(_body(response))["predict_proba"]
-    expected = _body(client.post("/predict?proba=true", json=ROWS))["probabilities"]
+    proba = _outputs(json_body(response))["predict_proba"]
+    expected = json_body(client.post("/predict?proba=true", json=ROWS))["probabilities"]
     assert proba["data"] == [p for row in expected for p in row]
 
 
@@ -270,7 +251,7 @@ def test_probabilities_agree_with_predict(client: FlaskClient) -> None:
 def test_flat_and_nested_data(client: FlaskClient, data: list[Any]) -> None:
     response = client.post(INFER, json=_request(data, shape=[2, 4]))
     assert response.status_code == 200, response.data
-    assert _outputs(_body(response))["predict"]["data"] == [2, 0]
+    assert _outputs(json_body(response))["predict"]["data"] == [2, 0]
 
 
 @pytest.mark.parametrize(
@@ -293,7 +274,7 @@ def test_one_input_per_feature(
         inputs.append({"name": name, "shape": shape, "datatype": "FP64", "data": data})
     response = client.post(INFER, json={"inputs": inputs, "outputs": [{"name": "label"}]})
     assert response.status_code == 200, response.data
-    assert _outputs(_body(response))["label"]["data"] == ["virginica", "setosa"]
+    assert _outputs(json_body(response))["label"]["data"] == ["virginica", "setosa"]
 
 
 def test_parameters_are_passed_through(client: FlaskClient) -> None:
@@ -305,14 +286,14 @@ def test_parameters_are_passed_through(client: FlaskClient) -> None:
         "inputs": [tensor],
         "outputs": [{"name": "predict", "parameters": {"binary_data": False}}],
     }
-    body = _body(client.post(INFER, json=request))
+    body = json_body(client.post(INFER, json=request))
     assert body["parameters"] == parameters
     assert body["id"] == "42"
     assert body["outputs"] == SPEC_RESPONSE["outputs"]
 
 
 def test_id_and_parameters_are_echoed_only_when_given(client: FlaskClient) -> None:
-    body = _body(client.post(INFER, json=_request(ROWS, shape=[2, 4])))
+    body = json_body(client.post(INFER, json=_request(ROWS, shape=[2, 4])))
     assert list(body) == ["model_name", "model_version", "outputs"]
 
 
@@ -320,7 +301,7 @@ def test_any_content_type_is_read_as_json(client: FlaskClient) -> None:
     data = json.dumps(SPEC_REQUEST).encode()
     for headers in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/json"}):
         response = client.post(INFER, data=data, headers=headers)
-        assert _body(response) == SPEC_RESPONSE, headers
+        assert json_body(response) == SPEC_RESPONSE, headers
 
 
 # A few bad requests through the HTTP layer; tests/codecs/test_v2.py has them all.
@@ -364,14 +345,14 @@ BAD_REQUESTS: dict[str, tuple[bytes, tuple[str, ...]]] = {
 @pytest.mark.parametrize(("data", "says"), BAD_REQUESTS.values(), ids=BAD_REQUESTS)
 def test_bad_request_is_400(client: FlaskClient, data: bytes, says: tuple[str, ...]) -> None:
     response = client.post(INFER, data=data, headers={"Content-Type": "application/json"})
-    _error(response, 400, *says)
+    assert_error(response, 400, *says)
     assert "X-Model-Version" not in response.headers
-    assert _body(client.post(INFER, json=SPEC_REQUEST)) == SPEC_RESPONSE
+    assert json_body(client.post(INFER, json=SPEC_REQUEST)) == SPEC_RESPONSE
 
 
 def test_too_many_rows_is_413(model_dir: Path) -> None:
     client = create_app(Settings(model_dir=model_dir, max_rows=1, poll_seconds=0)).test_client()
-    _error(client.post(INFER, json=SPEC_REQUEST), 413, "2 rows", "limit of 1")
+    assert_error(client.post(INFER, json=SPEC_REQUEST), 413, "2 rows", "limit of 1")
 
 
 @pytest.mark.parametrize(
@@ -385,13 +366,13 @@ def test_too_many_rows_is_413(model_dir: Path) -> None:
 )
 def test_unknown_model_is_404(client: FlaskClient, path: str, says: str) -> None:
     response = client.post(path, json=SPEC_REQUEST)
-    _error(response, 404, says)
+    assert_error(response, 404, says)
     assert "X-Model-Version" not in response.headers
 
 
 def test_get_infer_is_405(client: FlaskClient) -> None:
     response = client.get(INFER)
-    _error(response, 405, "use POST")
+    assert_error(response, 405, "use POST")
     assert "POST" in response.headers["Allow"]
 
 
@@ -408,27 +389,27 @@ def test_model_that_failed_its_checks_is_503(model_dir: Path, tmp_path: Path) ->
 
     assert client.get("/v2/health/live").status_code == 200
     ready = client.get("/v2/health/ready")
-    assert (ready.status_code, _body(ready)) == (503, {"ready": False})
+    assert (ready.status_code, json_body(ready)) == (503, {"ready": False})
     for response in (
         client.post(INFER, json=SPEC_REQUEST),
         client.get("/v2/models/iris/ready"),
         client.get("/v2/models/iris"),
     ):
-        _error(response, 503, "model 'iris' failed to load", "SHA-256")
+        assert_error(response, 503, "model 'iris' failed to load", "SHA-256")
 
 
 def test_missing_repository_is_not_ready(tmp_path: Path) -> None:
     client = create_app(Settings(model_dir=tmp_path / "missing", poll_seconds=0)).test_client()
     assert client.get("/v2/health/live").status_code == 200
     ready = client.get("/v2/health/ready")
-    assert (ready.status_code, _body(ready)) == (503, {"ready": False})
+    assert (ready.status_code, json_body(ready)) == (503, {"ready": False})
     # the default-model endpoints say why
-    _error(client.post("/predict", json=ROWS), 503, "no model is ready", "missing")
+    assert_error(client.post("/predict", json=ROWS), 503, "no model is ready", "missing")
 
 
 def test_missing_repository_named_model_is_503(tmp_path: Path) -> None:
     client = create_app(Settings(model_dir=tmp_path / "missing", poll_seconds=0)).test_client()
-    _error(client.post(INFER, json=SPEC_REQUEST), 503, "missing")
+    assert_error(client.post(INFER, json=SPEC_REQUEST), 503, "missing")
 
 
 # --- the model repository extension ---
@@ -442,8 +423,8 @@ REPOSITORY_CALLS = {
 
 @pytest.mark.parametrize("path", REPOSITORY_CALLS.values(), ids=REPOSITORY_CALLS)
 def test_repository_is_off_without_an_admin_token(client: FlaskClient, path: str) -> None:
-    _error(client.post(path, headers=ADMIN), 403, "FLASKSERVE_ADMIN_TOKEN")
-    assert _body(client.post(INFER, json=SPEC_REQUEST)) == SPEC_RESPONSE
+    assert_error(client.post(path, headers=ADMIN), 403, "FLASKSERVE_ADMIN_TOKEN")
+    assert json_body(client.post(INFER, json=SPEC_REQUEST)) == SPEC_RESPONSE
 
 
 BAD_AUTH = {
@@ -462,24 +443,24 @@ def test_repository_needs_the_token(
     admin_client: FlaskClient, path: str, headers: dict[str, str]
 ) -> None:
     response = admin_client.post(path, headers=headers)
-    _error(response, 401, "Authorization: Bearer")
+    assert_error(response, 401, "Authorization: Bearer")
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert _body(admin_client.post(INFER, json=SPEC_REQUEST)) == SPEC_RESPONSE  # still served
+    assert json_body(admin_client.post(INFER, json=SPEC_REQUEST)) == SPEC_RESPONSE  # still served
 
 
 def test_repository_index(admin_client: FlaskClient) -> None:
     ready_row = {"name": "iris", "version": "1", "state": "READY", "reason": ""}
     response = admin_client.post("/v2/repository/index", headers=ADMIN)
     assert response.status_code == 200
-    assert _body(response) == [ready_row]
+    assert json_body(response) == [ready_row]
     filtered = {"ready": True}, {"ready": False}, {"repository_name": "default"}
     answers = [
-        _body(admin_client.post("/v2/repository/index", headers=ADMIN, json=options))
+        json_body(admin_client.post("/v2/repository/index", headers=ADMIN, json=options))
         for options in filtered
     ]
     assert answers == [[ready_row], [], [ready_row]]
     bad = admin_client.post("/v2/repository/index", headers=ADMIN, json={"ready": "yes"})
-    _error(bad, 400, "'ready'")
+    assert_error(bad, 400, "'ready'")
 
 
 def test_scheme_is_case_insensitive(admin_client: FlaskClient) -> None:
@@ -491,24 +472,24 @@ def test_scheme_is_case_insensitive(admin_client: FlaskClient) -> None:
 
 def test_unload_then_load(admin_client: FlaskClient) -> None:
     unload = admin_client.post("/v2/repository/models/iris/unload", headers=ADMIN)
-    assert (unload.status_code, _body(unload)) == (200, {"name": "iris", "state": "UNLOADED"})
+    assert (unload.status_code, json_body(unload)) == (200, {"name": "iris", "state": "UNLOADED"})
 
-    _error(admin_client.post(INFER, json=SPEC_REQUEST), 503, "model 'iris' is unloaded")
-    _error(admin_client.get("/v2/models/iris/ready"), 503, "unloaded")
+    assert_error(admin_client.post(INFER, json=SPEC_REQUEST), 503, "model 'iris' is unloaded")
+    assert_error(admin_client.get("/v2/models/iris/ready"), 503, "unloaded")
     assert admin_client.post("/invocations", json={"inputs": ROWS}).status_code == 503
     assert admin_client.post("/predict", json=ROWS).status_code == 503
     assert admin_client.get("/v2/health/ready").status_code == 503
-    index = _body(admin_client.post("/v2/repository/index", headers=ADMIN))
+    index = json_body(admin_client.post("/v2/repository/index", headers=ADMIN))
     assert index == [{"name": "iris", "version": "", "state": "UNLOADED", "reason": ""}]
 
     load = admin_client.post("/v2/repository/models/iris/load", headers=ADMIN)
-    assert (load.status_code, _body(load)) == (
+    assert (load.status_code, json_body(load)) == (
         200,
         {"name": "iris", "version": "1", "state": "READY"},
     )
-    assert _body(admin_client.post(INFER, json=SPEC_REQUEST)) == SPEC_RESPONSE
+    assert json_body(admin_client.post(INFER, json=SPEC_REQUEST)) == SPEC_RESPONSE
     assert admin_client.get("/v2/health/ready").status_code == 200
-    index = _body(admin_client.post("/v2/repository/index", headers=ADMIN))
+    index = json_body(admin_client.post("/v2/repository/index", headers=ADMIN))
     assert index == [{"name": "iris", "version": "1", "state": "READY", "reason": ""}]
 
 
@@ -516,16 +497,16 @@ def test_load_and_unload_are_idempotent(admin_client: FlaskClient) -> None:
     for action in ("load", "load", "unload", "unload", "load"):
         response = admin_client.post(f"/v2/repository/models/iris/{action}", headers=ADMIN)
         assert response.status_code == 200, (action, response.data)
-    assert _body(admin_client.post(INFER, json=SPEC_REQUEST)) == SPEC_RESPONSE
+    assert json_body(admin_client.post(INFER, json=SPEC_REQUEST)) == SPEC_RESPONSE
 
 
 @pytest.mark.parametrize("action", ["load", "unload"])
 def test_repository_unknown_model(admin_client: FlaskClient, action: str) -> None:
     response = admin_client.post(f"/v2/repository/models/nope/{action}", headers=ADMIN)
-    _error(response, 404, "no model named 'nope'")
+    assert_error(response, 404, "no model named 'nope'")
     bad_name = admin_client.post(f"/v2/repository/models/-nope/{action}", headers=ADMIN)
-    _error(bad_name, 400, "model name '-nope'")
-    assert _body(admin_client.post(INFER, json=SPEC_REQUEST)) == SPEC_RESPONSE
+    assert_error(bad_name, 400, "model name '-nope'")
+    assert json_body(admin_client.post(INFER, json=SPEC_REQUEST)) == SPEC_RESPONSE
 
 
 @pytest.mark.parametrize("path", ["/predict", "/invocations"])
@@ -546,4 +527,4 @@ def test_unloading_the_default_model_does_not_switch_models(
     assert client.post("/v2/repository/models/a/unload", headers=ADMIN).status_code == 200
     response = client.post(path, json=body)
     assert response.headers.get("X-Model-Name") != "b", "answered by another model"
-    _error(response, 503, "model 'a' is unloaded")
+    assert_error(response, 503, "model 'a' is unloaded")

@@ -54,11 +54,5 @@ def _record(metrics: Metrics, response: Response, seconds: float) -> None:
     # the route's pattern, not the raw path: label values must stay few
     endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
     model = response.headers.get("X-Model-Name", "")
-    metrics.requests.labels(endpoint, model, str(response.status_code)).inc()
-    metrics.latency.labels(endpoint).observe(seconds)
     version = response.headers.get("X-Model-Version")
-    if model and version:
-        metrics.version.labels(model).set(float(version))
-        rows = g.get("rows_predicted")
-        if rows:
-            metrics.rows.labels(model, version).inc(rows)
+    metrics.record(endpoint, model, version, response.status_code, seconds, g.get("rows_predicted"))
