@@ -17,7 +17,7 @@ import click
 from . import __version__
 from .artifact import MANIFEST_NAME, ModelManifest, save_model, untrusted_types
 from .errors import ArtifactError, DatasetError, SettingsError
-from .settings import DEFAULT_MODEL_DIR, Settings
+from .settings import DEFAULT_MODEL_DIR, RUNTIME_CHOICES, Settings
 
 _PICKLE_WARNING = (
     "refusing to read a pickle without --trust-pickle. Loading a pickle runs any code its "
@@ -135,7 +135,7 @@ _THREADS = click.option(
 )
 _RUNTIME = click.option(
     "--runtime",
-    type=click.Choice(["auto", "sklearn", "compiled"]),
+    type=click.Choice(RUNTIME_CHOICES),
     help="auto: the compiled model where it passed its parity gate, else scikit-learn.",
 )
 

@@ -13,6 +13,8 @@ from .errors import SettingsError
 
 ENV_PREFIX = "FLASKSERVE_"
 DEFAULT_MODEL_DIR = Path("build/iris")
+#: auto: the compiled model where it passed its parity gate; sklearn; compiled (even if it failed)
+RUNTIME_CHOICES = ("auto", "sklearn", "compiled")
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class Settings:
         for name in ("poll_seconds", "batch_wait_ms"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise SettingsError(f"{name}: expected 0 or more, got {getattr(self, name)}")
-        if self.runtime not in ("auto", "sklearn", "compiled"):
+        if self.runtime not in RUNTIME_CHOICES:
             raise SettingsError(
                 f"runtime: expected auto, sklearn or compiled, got {self.runtime!r}"
             )

@@ -70,6 +70,10 @@ class CompiledRuntime:
                 f" the compiled model expects {self._session.width}"
             )
         self._manifest = manifest
+        # skl2onnx gives decision scores a second output too: only predict_proba counts
+        self._has_probabilities = self._session.has_probabilities and bool(
+            manifest.compiled.get("probabilities")
+        )
         self._labels = np.asarray(manifest.labels) if manifest.task == "classification" else None
 
     @property
@@ -82,10 +86,7 @@ class CompiledRuntime:
         :raises InvalidInput: probabilities asked of a model that has none.
         :raises ModelError: ONNX Runtime failed or answered non-finite values.
         """
-        # skl2onnx gives decision scores a second output too: only predict_proba counts
-        if proba and not (
-            self._session.has_probabilities and self._manifest.compiled.get("probabilities")
-        ):
+        if proba and not self._has_probabilities:
             raise InvalidInput(f"model {self._manifest.name!r} does not give probabilities")
         try:
             result = self._session.run(rows)

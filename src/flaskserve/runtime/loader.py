@@ -8,12 +8,11 @@ from pathlib import Path
 
 from ..artifact import ModelManifest, load_model, read_manifest, read_verified
 from ..errors import ArtifactError
+from ..settings import RUNTIME_CHOICES
 from .base import Runtime
 from .sklearn import SklearnRuntime
 
 logger = logging.getLogger(__name__)
-
-RUNTIME_CHOICES = ("auto", "sklearn", "compiled")
 
 
 def load_runtime(model_dir: str | os.PathLike[str], runtime: str = "auto") -> Runtime:
