@@ -22,40 +22,13 @@ from assertions import assert_error, json_body
 from flaskserve import __version__
 from flaskserve.app import create_app
 from flaskserve.settings import Settings
+from v2_examples import FLAT, ROWS, SPEC_REQUEST, SPEC_RESPONSE
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 CLASS_NAMES = ["setosa", "versicolor", "virginica"]
-# The tutorial's row (virginica, 2) and a setosa (0).
-ROWS = [[5.9, 3.0, 5.1, 1.8], [5.0, 3.5, 1.4, 0.2]]
-FLAT = [value for row in ROWS for value in row]
 INFER = "/v2/models/iris/infer"
 TOKEN = "x" * 32
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
-
-# Adapted from the spec's "Inference Request Examples":
-#     POST /v2/models/mymodel/infer
-#     {"id" : "42",
-#      "inputs" : [{"name" : "input0", "shape" : [ 2, 2 ], "datatype" : "UINT32",
-#                   "data" : [ 1, 2, 3, 4 ]}, {"name" : "input1", ...}],
-#      "outputs" : [{"name" : "output0"}]}
-# iris takes one [n, 4] input of decimals (so FP32, flat row-major as in the
-# spec) and names its class output "predict".
-SPEC_REQUEST: dict[str, Any] = {
-    "id": "42",
-    "inputs": [{"name": "input0", "shape": [2, 4], "datatype": "FP32", "data": FLAT}],
-    "outputs": [{"name": "predict"}],
-}
-# ...and the spec's response to it:
-#     {"id" : "42",
-#      "outputs" : [{"name" : "output0", "shape" : [ 3, 2 ], "datatype" : "FP32",
-#                    "data" : [ 1.0, 1.1, 2.0, 2.1, 3.0, 3.1 ]}]}
-# plus "model_name" and "model_version" from "$inference_response".
-SPEC_RESPONSE: dict[str, Any] = {
-    "model_name": "iris",
-    "model_version": "1",
-    "id": "42",
-    "outputs": [{"name": "predict", "shape": [2], "datatype": "INT64", "data": [2, 0]}],
-}
 
 
 def _request(data: Any, *, shape: list[int], **extra: Any) -> dict[str, Any]:

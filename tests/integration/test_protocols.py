@@ -21,37 +21,13 @@ from sklearn.datasets import load_iris
 
 from flaskserve import __version__
 from liveserver import LiveServer
+from v2_examples import ROWS, SPEC_REQUEST, SPEC_RESPONSE
 
 pytestmark = pytest.mark.integration
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-ROWS = [[5.9, 3.0, 5.1, 1.8], [5.0, 3.5, 1.4, 0.2]]  # the tutorial's virginica, a setosa
 JSON = {"Content-Type": "application/json"}
 TIMEOUT = 10
-
-# The spec's example {"id" : "42", "inputs" : [{"name" : "input0", "shape" : [ 2, 2 ],
-# "datatype" : "UINT32", "data" : [ 1, 2, 3, 4 ]}, ...], "outputs" : [{"name" : "output0"}]}
-# for iris: one [2, 4] FP32 input, flat row-major, asking for "predict".
-SPEC_REQUEST: dict[str, Any] = {
-    "id": "42",
-    "inputs": [
-        {
-            "name": "input0",
-            "shape": [2, 4],
-            "datatype": "FP32",
-            "data": [value for row in ROWS for value in row],
-        }
-    ],
-    "outputs": [{"name": "predict"}],
-}
-# The spec's response ({"id" : "42", "outputs" : [{"name" : "output0", "shape" : ...,
-# "datatype" : ..., "data" : [...]}]}) with $inference_response's model_name/model_version.
-SPEC_RESPONSE: dict[str, Any] = {
-    "model_name": "iris",
-    "model_version": "1",
-    "id": "42",
-    "outputs": [{"name": "predict", "shape": [2], "datatype": "INT64", "data": [2, 0]}],
-}
 
 
 def _get(server: LiveServer, path: str) -> requests.Response:
