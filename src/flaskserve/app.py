@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from flask import Flask
 
-from .api import health, mlflow, openapi, predict, v2
+from .api import health, mlflow, openapi, predict, ui, v2
 from .api.errors import register_error_handlers
 from .api.observability import register_request_logging
 from .api.state import EXTENSION_KEY, ServerState
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(v2.bp)
     app.register_blueprint(mlflow.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(ui.bp)
     return app
 
 

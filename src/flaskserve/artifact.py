@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError
+from .modelcard import feature_importances
 
 MANIFEST_NAME = "flaskserve.json"
 MODEL_NAME = "model.skops"
@@ -78,6 +79,7 @@ class ModelManifest:
     sample: dict[str, list[Any]] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     compiled: dict[str, Any] = field(default_factory=dict)
+    feature_importances: dict[str, float] = field(default_factory=dict)
     model_file: str = MODEL_NAME
     format_version: int = FORMAT_VERSION
 
@@ -178,6 +180,7 @@ def save_model(
         class_names=tuple(class_names) if class_names is not None else tuple(map(str, labels)),
         metrics=dict(metrics or {}),
         sample=_smoke_sample(estimator, rows),
+        feature_importances=feature_importances(estimator, names),
         versions={
             "flaskserve": __version__,
             "scikit-learn": sklearn.__version__,

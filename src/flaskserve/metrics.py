@@ -14,6 +14,12 @@ from typing import Any
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# finer, for the per-model percentiles a compiled model answers in well under a millisecond
+MODEL_LATENCY_BUCKETS = (
+    *(0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075),
+    *(0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0),
+)
+PERCENTILES = (50, 90, 99)
 
 
 class Metrics:
@@ -38,6 +44,13 @@ class Metrics:
             "Time to answer",
             ["endpoint"],
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.model_latency = Histogram(
+            "flaskserve_model_request_seconds",
+            "Time to answer a prediction request, by model",
+            ["model"],
+            buckets=MODEL_LATENCY_BUCKETS,
             registry=registry,
         )
         self.rows = Counter(
@@ -71,6 +84,8 @@ class Metrics:
         """Count one answered request."""
         self._child(self.requests, endpoint, model, str(status)).inc()
         self._child(self.latency, endpoint).observe(seconds)
+        if model:
+            self._child(self.model_latency, model).observe(seconds)
         if model and version:
             self._child(self.version, model).set(float(version))
             if rows:
@@ -85,18 +100,63 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
-        from prometheus_client import (
-            CONTENT_TYPE_LATEST,
-            CollectorRegistry,
-            generate_latest,
-            multiprocess,
-        )
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        registry: Any = self._registry
-        if self.multiprocess:
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self._readable()), CONTENT_TYPE_LATEST
+
+    def model_stats(self, model: str) -> dict[str, Any]:
+        """Requests a model answered, by status, and its latency percentiles, over all workers.
+
+        Percentiles are estimated from the histogram's buckets the way Prometheus'
+        ``histogram_quantile`` does (linear within a bucket), so they are as fine
+        as :data:`MODEL_LATENCY_BUCKETS`; ``None`` before the first request.
+        """
+        statuses: dict[str, int] = {}
+        buckets: dict[float, float] = {}
+        for family in self._readable().collect():
+            for sample in family.samples:
+                if sample.labels.get("model") != model:
+                    continue
+                if sample.name == "flaskserve_requests_total":
+                    status = sample.labels["status"]
+                    statuses[status] = statuses.get(status, 0) + int(sample.value)
+                elif sample.name == "flaskserve_model_request_seconds_bucket":
+                    bound = float(sample.labels["le"])
+                    buckets[bound] = buckets.get(bound, 0.0) + sample.value
+        cumulative = sorted(buckets.items())
+        return {
+            "model": model,
+            "requests": sum(statuses.values()),
+            "errors": sum(n for status, n in statuses.items() if not status.startswith("2")),
+            "by_status": dict(sorted(statuses.items())),
+            "latency_ms": {f"p{q}": _quantile(q / 100, cumulative) for q in PERCENTILES},
+        }
+
+    def _readable(self) -> Any:
+        if not self.multiprocess:
+            return self._registry
+        from prometheus_client import CollectorRegistry, multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return registry
+
+
+def _quantile(q: float, cumulative: list[tuple[float, float]]) -> float | None:
+    """The *q* quantile in milliseconds from cumulative ``(upper bound, count)`` buckets."""
+    total = cumulative[-1][1] if cumulative else 0.0
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for upper, count in cumulative:
+        if count >= rank:
+            if upper == float("inf"):  # past the last bound: say the last bound, not infinity
+                return round(lower * 1000, 3)
+            share = (rank - below) / (count - below) if count > below else 1.0
+            return round((lower + (upper - lower) * share) * 1000, 3)
+        lower, below = upper, count
+    return round(lower * 1000, 3)
 
 
 def forget_worker(pid: int) -> None:

@@ -38,6 +38,7 @@ class Settings:
     :param api_keys: comma-separated keys; when set, prediction and model endpoints need one
         (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``).
     :param access_log: log one JSON line per request (request id, model, status, latency).
+    :param ui: serve the web pages (``/`` for browsers, ``/ui/<model>``); off: 404.
     """
 
     model_dir: Path = DEFAULT_MODEL_DIR
@@ -53,6 +54,7 @@ class Settings:
     batch_wait_ms: float = 1.0
     api_keys: str | None = None
     access_log: bool = False
+    ui: bool = True
 
     def __post_init__(self) -> None:
         # accept plain strings for paths, as os.PathLike-taking APIs do

@@ -101,6 +101,9 @@ def train(dataset: Dataset, out: str | os.PathLike[str], *, name: str) -> Traini
     model.fit(x_train, y_train)
     predicted = model.predict(x_test)
     metrics, report = _evaluate(dataset.task, y_test, predicted)
+    if dataset.task == "classification":
+        names = dataset.class_names or tuple(str(c) for c in model.classes_)
+        metrics.update(_per_class(y_test, predicted, model.classes_, names))
     metrics.update(train_rows=len(y_train), test_rows=len(y_test))
     manifest = save_model(
         model,
@@ -113,6 +116,27 @@ def train(dataset: Dataset, out: str | os.PathLike[str], *, name: str) -> Traini
         holdout=x_test,
     )
     return TrainingResult(manifest, report)
+
+
+def _per_class(
+    expected: np.ndarray, predicted: np.ndarray, labels: np.ndarray, names: tuple[str, ...]
+) -> dict[str, Any]:
+    """The classification report per class and the confusion matrix, for the model card.
+
+    ``confusion_matrix[i][j]`` counts held-out rows of class ``i`` predicted as ``j``,
+    both in the order of the manifest's classes.
+    """
+    from sklearn import metrics as m
+
+    precision, recall, f1, support = m.precision_recall_fscore_support(
+        expected, predicted, labels=labels, zero_division=0
+    )
+    per_class = {
+        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+        for name, p, r, f, n in zip(names, precision, recall, f1, support, strict=True)
+    }
+    matrix = m.confusion_matrix(expected, predicted, labels=labels)
+    return {"per_class": per_class, "confusion_matrix": matrix.tolist()}
 
 
 def _evaluate(task: str, expected: np.ndarray, predicted: np.ndarray) -> tuple[dict[str, Any], str]:

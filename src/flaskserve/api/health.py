@@ -47,6 +47,14 @@ def model(name: str | None = None) -> ResponseReturnValue:
     return jsonify(public_metadata(get_model(name)))
 
 
+@bp.get("/model/<name>/stats")
+def model_stats(name: str) -> ResponseReturnValue:
+    """Requests the model answered and its latency percentiles, summed over all workers."""
+    require_api_key()
+    served = get_model(name)
+    return jsonify(get_state().metrics.model_stats(served.name))
+
+
 def public_metadata(served: ServedModel) -> dict[str, Any]:
     data = _public_manifest(served.runtime.manifest)
     data["served_version"] = served.version

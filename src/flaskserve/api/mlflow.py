@@ -11,7 +11,7 @@ from ..errors import UnsupportedMediaType
 from .auth import require_api_key
 from .body import read_body, read_json
 from .predict import with_model_headers
-from .state import get_model, get_state
+from .state import get_model_to_predict, get_state
 
 bp = Blueprint("mlflow", __name__)
 
@@ -23,7 +23,7 @@ _CSV = ("text/csv",)
 def invocations() -> ResponseReturnValue:
     """Score the default model; the body's Content-Type picks JSON or CSV, as in MLflow."""
     require_api_key()
-    model = get_model()
+    model = get_model_to_predict()
     names = model.runtime.manifest.feature_names
     max_rows = get_state().settings.max_rows
     content_type = request.mimetype

@@ -68,6 +68,7 @@ def build_document(snapshot: Snapshot) -> dict[str, Any]:
     paths.update(_v2_paths())
     paths.update(_mlflow_paths())
     paths.update(_health_paths())
+    paths.update(_ui_paths())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -316,6 +317,41 @@ def _health_paths() -> dict[str, Any]:
             "get": {
                 "summary": "A model's manifest",
                 "responses": _responses({"type": "object"}, 400, 404, 503),
+            },
+        },
+    }
+
+
+def _ui_paths() -> dict[str, Any]:
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    html = {"text/html": {"schema": {"type": "string"}}}
+    return {
+        "/": {
+            "get": {
+                "summary": "The served models and the endpoints: JSON, or a page for a browser",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {"application/json": {"schema": {"type": "object"}}, **html},
+                    }
+                },
+            }
+        },
+        "/ui/{name}": {
+            "parameters": [name],
+            "get": {
+                "summary": "A page to try the model, with its model card",
+                "responses": {
+                    **_responses({}, 404, 503),
+                    "200": {"description": "OK", "content": html},
+                },
+            },
+        },
+        "/model/{name}/stats": {
+            "parameters": [name],
+            "get": {
+                "summary": "Requests the model answered and its latency percentiles",
+                "responses": _responses({"type": "object"}, 404, 503),
             },
         },
     }

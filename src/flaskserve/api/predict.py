@@ -9,7 +9,7 @@ from ..codecs import records
 from ..runtime.registry import ServedModel
 from .auth import require_api_key
 from .body import json_response, query_flag, read_json
-from .state import get_model, get_state
+from .state import get_model_to_predict, get_state
 
 bp = Blueprint("predict", __name__)
 bp.before_request(require_api_key)
@@ -19,7 +19,7 @@ bp.before_request(require_api_key)
 @bp.route("/predict/<name>", methods=["POST", "PUT"])
 def predict(name: str | None = None) -> ResponseReturnValue:
     """The default model (the highest version of it), or the model called *name*."""
-    model = get_model(name)
+    model = get_model_to_predict(name)
     manifest = model.runtime.manifest
     proba, labels = query_flag("proba"), query_flag("labels")
     if labels:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import current_app, g
 
 from ..metrics import Metrics
 from ..runtime.registry import ModelRegistry, ServedModel
@@ -34,3 +34,13 @@ def get_model(name: str | None = None, version: str | None = None) -> ServedMode
     :raises ModelNotReady: it failed its checks or is unloaded (503).
     """
     return get_state().registry.snapshot.get(name, version)
+
+
+def get_model_to_predict(name: str | None = None, version: str | None = None) -> ServedModel:
+    """:func:`get_model` for a prediction: its time and status count in the model's statistics.
+
+    Only a model that exists is named, so clients cannot mint metric labels.
+    """
+    model = get_model(name, version)
+    g.flaskserve_model = model.name
+    return model

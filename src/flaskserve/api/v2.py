@@ -15,7 +15,7 @@ from ..runtime.registry import ServedModel, Snapshot
 from .auth import require_admin, require_api_key
 from .body import read_body, read_json
 from .predict import with_model_headers
-from .state import get_model, get_state
+from .state import get_model, get_model_to_predict, get_state
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -62,7 +62,7 @@ def model_ready(name: str, version: str | None = None) -> ResponseReturnValue:
 @bp.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None) -> ResponseReturnValue:
     require_api_key()
-    model = get_model(name, version)
+    model = get_model_to_predict(name, version)
     manifest = model.runtime.manifest
     inputs = v2.decode_infer_request(read_json(), manifest, get_state().settings.max_rows)
     g.rows_predicted = len(inputs.rows)

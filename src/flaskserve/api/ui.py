@@ -1,0 +1,203 @@
+"""The web pages: ``/`` lists the models, ``/ui/<model>`` tries one and shows its card.
+
+Everything the pages need (CSS, JS, charts drawn as SVG) is served from the
+package, so they work with no internet. The page calls the same JSON API as
+any client, so what it shows is what a client would get.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flask import Blueprint, Response, abort, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
+
+from .. import __version__
+from ..artifact import Feature, ModelManifest
+from ..runtime.registry import Snapshot
+from .auth import require_api_key
+from .health import public_metadata
+from .state import get_model, get_state
+
+bp = Blueprint(
+    "ui",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/ui/static",
+)
+
+# Only files from this server, and no inline script: the model's data travels as JSON.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+MAX_STEP_DECIMALS = 4
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    """HTML for a browser (it asks for text/html), a JSON index of the endpoints otherwise."""
+    require_api_key()
+    wants = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    models = _model_list(get_state().registry.snapshot)
+    if wants == "text/html" and get_state().settings.ui:
+        response = _page("flaskserve/index.html", models=models, version=__version__)
+    else:
+        response = jsonify(
+            name="flaskserve", version=__version__, models=models, endpoints=ENDPOINTS
+        )
+    response.vary.add("Accept")
+    return response
+
+
+@bp.get("/ui/<name>")
+def model_page(name: str) -> ResponseReturnValue:
+    """One input per feature, a Predict button, the prediction, and the model card."""
+    require_api_key()
+    if not get_state().settings.ui:
+        abort(404)
+    served = get_model(name)
+    manifest = served.runtime.manifest
+    data = {
+        "name": served.name,
+        "task": manifest.task,
+        "features": [f.name for f in manifest.features],
+        "class_names": list(manifest.class_names),
+        "predict_url": f"/predict/{served.name}",
+        "stats_url": f"/model/{served.name}/stats",
+    }
+    return _page(
+        "flaskserve/model.html",
+        model=public_metadata(served),
+        sha256=manifest.sha256,
+        fields=form_fields(manifest),
+        card=model_card(manifest),
+        data=data,
+    )
+
+
+def _page(template: str, **context: Any) -> Response:
+    response = Response(render_template(template, **context), content_type="text/html")
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+ENDPOINTS = {
+    "predict": "/predict/{model}",
+    "v2_infer": "/v2/models/{model}/infer",
+    "mlflow_invocations": "/invocations",
+    "model": "/model/{model}",
+    "model_stats": "/model/{model}/stats",
+    "ui": "/ui/{model}",
+    "health": "/health",
+    "ready": "/ready",
+    "metrics": "/metrics",
+    "openapi": "/openapi.json",
+    "docs": "/docs",
+}
+
+
+def _model_list(snapshot: Snapshot) -> list[dict[str, Any]]:
+    names = sorted({*snapshot.models, *(name for name, _ in snapshot.failures)})
+    listed = []
+    for name in names:
+        versions = snapshot.models.get(name, {})
+        failures = {str(v): why for (n, v), why in snapshot.failures.items() if n == name}
+        listed.append(
+            {
+                "name": name,
+                "versions": [str(v) for v in sorted(versions)],
+                "ready": bool(versions) and name not in snapshot.unloaded,
+                "default": name == snapshot.default_name,
+                "load_failures": failures,
+            }
+        )
+    return listed
+
+
+def form_fields(manifest: ModelManifest) -> list[dict[str, Any]]:
+    """One input per feature: its range from training, a step, and a real training row."""
+    first_row = (manifest.sample.get("inputs") or [None])[0]
+    fields = []
+    for index, feature in enumerate(manifest.features):
+        value = first_row[index] if first_row is not None else _middle(feature)
+        fields.append(
+            {
+                "name": feature.name,
+                "id": f"feature-{index}",
+                "min": feature.min,
+                "max": feature.max,
+                "step": input_step(feature, manifest),
+                "value": "" if value is None else _plain_number(value),
+            }
+        )
+    return fields
+
+
+def input_step(feature: Feature, manifest: ModelManifest) -> str:
+    """The finest decimal the training data shows for *feature* (``0.1`` for iris)."""
+    index = manifest.feature_names.index(feature.name)
+    seen = [row[index] for row in manifest.sample.get("inputs", [])]
+    seen += [v for v in (feature.min, feature.max) if v is not None]
+    decimals = max((_decimals(v) for v in seen), default=MAX_STEP_DECIMALS)
+    return "1" if decimals == 0 else f"{10.0**-decimals:.{decimals}f}"
+
+
+def _decimals(value: float) -> int:
+    text = _plain_number(value)
+    if "e" in text or "E" in text:
+        return MAX_STEP_DECIMALS
+    return min(len(text.partition(".")[2]), MAX_STEP_DECIMALS)
+
+
+def _plain_number(value: float) -> str:
+    """``5.1`` not ``5.1000000000000005``; integers without ``.0``."""
+    text = f"{value:.10g}"
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _middle(feature: Feature) -> float | None:
+    if feature.min is None or feature.max is None:
+        return None
+    return (feature.min + feature.max) / 2
+
+
+def model_card(manifest: ModelManifest) -> dict[str, Any]:
+    """What the card shows, shaped for the template: metrics, per-class report, matrix, bars."""
+    metrics = manifest.metrics
+    headline = {
+        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    return {
+        "headline": headline,
+        "per_class": metrics.get("per_class") or {},
+        "confusion": _confusion(metrics.get("confusion_matrix"), manifest.class_names),
+        "importances": _importance_bars(manifest.feature_importances),
+    }
+
+
+def _confusion(matrix: Any, names: tuple[str, ...]) -> dict[str, Any] | None:
+    if not isinstance(matrix, list) or len(matrix) != len(names) or not names:
+        return None
+    largest = max((max(row) for row in matrix if row), default=0) or 1
+    rows = [
+        {
+            "name": name,
+            # shade 0-4 by share of the largest cell; a class, since the CSP forbids inline styles
+            "cells": [{"count": n, "shade": math.ceil(4 * n / largest)} for n in row],
+        }
+        for name, row in zip(names, matrix, strict=True)
+    ]
+    return {"names": list(names), "rows": rows}
+
+
+def _importance_bars(importances: dict[str, float]) -> list[dict[str, Any]]:
+    largest = max(importances.values(), default=0.0) or 1.0
+    ordered = sorted(importances.items(), key=lambda item: -item[1])
+    return [
+        {"name": name, "value": value, "width": round(100 * value / largest, 2)}
+        for name, value in ordered
+    ]
