@@ -53,6 +53,7 @@ def _finish(response: Response) -> Response:
 def _record(metrics: Metrics, response: Response, seconds: float) -> None:
     # the route's pattern, not the raw path: label values must stay few
     endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    model = g.get("flaskserve_model") or response.headers.get("X-Model-Name", "")
+    # only predictions are labelled with their model: metadata requests would skew its figures
+    model = g.get("flaskserve_model", "")
     version = response.headers.get("X-Model-Version")
     metrics.record(endpoint, model, version, response.status_code, seconds, g.get("rows_predicted"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, render_template, request
+from flask import Blueprint, Response, abort, jsonify, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from .. import __version__
@@ -65,8 +65,9 @@ def model_page(name: str) -> ResponseReturnValue:
         "task": manifest.task,
         "features": [f.name for f in manifest.features],
         "class_names": list(manifest.class_names),
-        "predict_url": f"/predict/{served.name}",
-        "stats_url": f"/model/{served.name}/stats",
+        # url_for, not literals: behind a proxy that mounts the app under a path, so are these
+        "predict_url": url_for("predict.predict", name=served.name),
+        "stats_url": url_for("health.model_stats", name=served.name),
     }
     return _page(
         "flaskserve/model.html",
@@ -147,15 +148,14 @@ def input_step(feature: Feature, manifest: ModelManifest) -> str:
 
 
 def _decimals(value: float) -> int:
-    text = _plain_number(value)
-    if "e" in text or "E" in text:
-        return MAX_STEP_DECIMALS
-    return min(len(text.partition(".")[2]), MAX_STEP_DECIMALS)
+    mantissa, _, exponent = _plain_number(value).partition("e")
+    decimals = len(mantissa.partition(".")[2]) - int(exponent or 0)
+    return min(max(decimals, 0), MAX_STEP_DECIMALS)
 
 
 def _plain_number(value: float) -> str:
-    """``5.1`` not ``5.1000000000000005``; integers without ``.0``."""
-    text = f"{value:.10g}"
+    """``5.1``, ``123456789012``: 15 significant digits, all a float64 holds without noise."""
+    text = f"{float(value):.15g}"
     return text[:-2] if text.endswith(".0") else text
 
 
