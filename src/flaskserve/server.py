@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
+from gunicorn.workers.sync import SyncWorker
 
 from .app import create_app
+from .listener import refuse_new_connections
 from .metrics import forget_worker
 from .settings import Settings
+
+#: The longest a stopping worker keeps answering connections that were already queued.
+DRAIN_SECONDS = 10.0
+#: ... and how long the queue must stay empty first: handshakes under way still complete.
+DRAIN_QUIET_SECONDS = 0.2
 
 
 def default_workers() -> int:
@@ -86,6 +95,46 @@ class RescanningArbiter(Arbiter):  # type: ignore[misc]
             self.kill_worker(pid, signal.SIGHUP)
 
 
+class DrainingSyncWorker(SyncWorker):  # type: ignore[misc]
+    """gunicorn's sync worker, which also answers what is queued when it is told to stop.
+
+    Stock gunicorn stops accepting on SIGTERM, so connections that clients had
+    already opened, waiting in the listen backlog, are reset when the last worker
+    closes the socket. This worker first stops new connections from being taken
+    (:func:`~flaskserve.listener.refuse_new_connections`), then answers every
+    connection already queued until none has come for :data:`DRAIN_QUIET_SECONDS`.
+    """
+
+    def run(self) -> None:
+        super().run()
+        if self.is_parent_alive():  # an orphan has no master to hand the port back to
+            self._drain()
+
+    def _drain(self) -> None:
+        for listener in self.sockets:
+            refuse_new_connections(listener.sock)
+        deadline = time.monotonic() + DRAIN_SECONDS
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            if self._accept_one():
+                quiet_since = time.monotonic()
+                self.notify()
+            elif time.monotonic() - quiet_since > DRAIN_QUIET_SECONDS:
+                return
+            else:
+                time.sleep(0.005)
+
+    def _accept_one(self) -> bool:
+        for listener in self.sockets:
+            try:
+                self.accept(listener)
+                return True
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                    raise
+        return False
+
+
 def _rescan_on_hangup(worker: Any) -> None:
     """gunicorn ``post_worker_init`` hook: SIGHUP in a worker starts a rescan."""
     from .api.state import EXTENSION_KEY
@@ -111,7 +160,7 @@ def run_gunicorn(
         "bind": bind_address(host, port),
         "workers": workers,
         # threads only pay where requests can share a model call (batching, scikit-learn)
-        "worker_class": "gthread" if threads > 1 else "sync",
+        "worker_class": "gthread" if threads > 1 else f"{__name__}.DrainingSyncWorker",
         "threads": threads,
         "timeout": 30,
         "graceful_timeout": 30,

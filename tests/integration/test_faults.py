@@ -4,7 +4,8 @@ What stock gunicorn does (``/work/shared/research/reliability.md``, rows R12, R1
 a SIGKILLed sync worker loses exactly its one in-flight request, so the honest gate is
 at most one failure per kill without retries and none with one idempotent retry; the
 master respawns the worker; SIGTERM finishes in-flight requests and exits 0, but resets
-the connections still queued in the listen backlog (an expected failure below); recycling
+the connections still queued in the listen backlog, which flaskserve's draining worker
+answers (``flaskserve.server.DrainingSyncWorker``); recycling
 workers with ``max_requests`` loses nothing (the listening socket outlives each worker).
 """
 
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
 ANSWER = {"result": [2]}  # the tutorial's row is a virginica
+REFUSAL_MARGIN_S = 0.5
 TIMEOUT = (5.0, 15.0)  # connect, read: far above any answer here, far below a hang
 
 
@@ -281,37 +283,29 @@ def termination(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def test_sigterm_under_load(termination: Termination) -> None:
-    """Graceful: every answer right, exit 0 in time; what is lost was never taken by a worker."""
+    """Graceful: every answer right, exit 0 in time, refusals only for late connections."""
     assert termination.code == 0
     assert termination.exited - termination.terminated < 35
     calls = termination.load.calls
     for call in calls:
         if call.status is not None:
             assert call.kind == "ok", call  # every answer is a 200 with the right body
-    assert [c for c in calls if c.kind == "refused" and c.started < termination.terminated] == []
+    # Refused: the SYN came after the workers stopped taking new connections. A call that
+    # "started" just before SIGTERM may send its SYN a little later (16 client threads share
+    # one GIL); none that started well before it is refused.
+    early = termination.terminated - REFUSAL_MARGIN_S
+    assert [c for c in calls if c.kind == "refused" and c.started < early] == []
     assert all(c.kind == "refused" for c in calls if c.started > termination.exited)
-    lost = termination.lost()
-    # Stock gunicorn (research T21, benoitc/gunicorn#2593): a sync worker finishes the
-    # request it took and exits; connections still queued in the listen backlog when
-    # the last worker closes the socket are reset. At most one per client thread, all
-    # at the very end: none of them was ever taken (accepted) by a worker.
-    assert len(lost) <= termination.load.threads
-    for call in lost:
-        assert call.kind == "reset", call
-        assert call.started > termination.terminated - 1, call  # queued, not in progress
-        assert termination.terminated < call.ended < termination.exited + 0.5, call
     for pid in termination.workers:  # no worker outlives its master
         assert _gone(pid, within=5), pid
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/flaskserve/server.py runs gunicorn's stock SIGTERM handling: connections"
-    " queued in the listen backlog (connected, never accepted by a worker) are reset when the"
-    " last worker exits; one per client thread (16 of 16) in every run here",
-)
 def test_sigterm_loses_no_connected_request(termination: Termination) -> None:
-    assert termination.lost() == []
+    """What stock gunicorn loses (research T21): connections queued in the listen backlog
+    when the last worker closes the socket are reset, one per client thread (16 of 16 here).
+    flaskserve's workers drop new SYNs, then answer every queued connection before exiting."""
+    lost = termination.lost()
+    assert lost == [], Counter(c.error for c in lost)
 
 
 def _gone(pid: int, *, within: float) -> bool:
