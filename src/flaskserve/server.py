@@ -5,11 +5,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -28,9 +30,26 @@ DRAIN_SECONDS = 10.0
 DRAIN_QUIET_SECONDS = 0.2
 
 
-def default_workers() -> int:
-    """One sync worker per core: prediction is CPU-bound."""
-    return max(os.cpu_count() or 1, 1)
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def default_workers(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """One sync worker per core this process may use: prediction is CPU-bound.
+
+    In a container ``os.cpu_count()`` sees every core of the host; the cores the
+    process is pinned to and the cgroup's CPU quota (a Kubernetes CPU limit) are
+    what it really gets, so the smallest of the three counts, rounded up.
+    """
+    cores = os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        cores = min(cores, len(os.sched_getaffinity(0)))
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):  # no cgroup v2 here, or a format this does not know
+        pass
+    return max(cores, 1)
 
 
 def is_loopback(host: str) -> bool:
