@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import logging
 import math
@@ -10,25 +9,16 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
-from gunicorn.workers.sync import SyncWorker
 
 from .app import create_app
-from .listener import refuse_new_connections
 from .metrics import forget_worker
 from .settings import Settings
-
-#: The longest a stopping worker keeps answering connections that were already queued.
-DRAIN_SECONDS = 10.0
-#: ... and how long the queue must stay empty first: handshakes under way still complete.
-DRAIN_QUIET_SECONDS = 0.2
-
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
@@ -73,7 +63,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships n
     """
 
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
-        self._settings = settings
+        self.settings = settings
         self._options = options
         super().__init__()
 
@@ -97,7 +87,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships n
         package_log = logging.getLogger("flaskserve")
         package_log.handlers = gunicorn_log.handlers
         package_log.setLevel(gunicorn_log.level)
-        return create_app(self._settings)
+        return create_app(self.settings)
 
 
 class RescanningArbiter(Arbiter):  # type: ignore[misc]
@@ -112,46 +102,6 @@ class RescanningArbiter(Arbiter):  # type: ignore[misc]
         self.log.info("Hang up: every worker rescans the model repository")
         for pid in list(self.WORKERS):
             self.kill_worker(pid, signal.SIGHUP)
-
-
-class DrainingSyncWorker(SyncWorker):  # type: ignore[misc]
-    """gunicorn's sync worker, which also answers what is queued when it is told to stop.
-
-    Stock gunicorn stops accepting on SIGTERM, so connections that clients had
-    already opened, waiting in the listen backlog, are reset when the last worker
-    closes the socket. This worker first stops new connections from being taken
-    (:func:`~flaskserve.listener.refuse_new_connections`), then answers every
-    connection already queued until none has come for :data:`DRAIN_QUIET_SECONDS`.
-    """
-
-    def run(self) -> None:
-        super().run()
-        if self.is_parent_alive():  # an orphan has no master to hand the port back to
-            self._drain()
-
-    def _drain(self) -> None:
-        for listener in self.sockets:
-            refuse_new_connections(listener.sock)
-        deadline = time.monotonic() + DRAIN_SECONDS
-        quiet_since = time.monotonic()
-        while time.monotonic() < deadline:
-            if self._accept_one():
-                quiet_since = time.monotonic()
-                self.notify()
-            elif time.monotonic() - quiet_since > DRAIN_QUIET_SECONDS:
-                return
-            else:
-                time.sleep(0.005)
-
-    def _accept_one(self) -> bool:
-        for listener in self.sockets:
-            try:
-                self.accept(listener)
-                return True
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
-                    raise
-        return False
 
 
 def _rescan_on_hangup(worker: Any) -> None:
@@ -179,7 +129,8 @@ def run_gunicorn(
         "bind": bind_address(host, port),
         "workers": workers,
         # threads only pay where requests can share a model call (batching, scikit-learn)
-        "worker_class": "gthread" if threads > 1 else f"{__name__}.DrainingSyncWorker",
+        # sync workers fed whole requests only (slow clients cost no worker), draining on stop
+        "worker_class": "gthread" if threads > 1 else "flaskserve.worker.BufferingSyncWorker",
         "threads": threads,
         "timeout": 30,
         "graceful_timeout": 30,

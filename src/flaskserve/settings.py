@@ -38,6 +38,8 @@ class Settings:
     :param api_keys: comma-separated keys; when set, prediction and model endpoints need one
         (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``).
     :param access_log: log one JSON line per request (request id, model, status, latency).
+    :param request_timeout: seconds a client has to send its whole request (headers and
+        body) before it gets a 408; waiting costs a buffer, never a worker.
     :param ui: serve the web pages (``/`` for browsers, ``/ui/<model>``); off: 404.
     """
 
@@ -54,6 +56,7 @@ class Settings:
     batch_wait_ms: float = 1.0
     api_keys: str | None = None
     access_log: bool = False
+    request_timeout: float = 30.0
     ui: bool = True
 
     def __post_init__(self) -> None:
@@ -66,6 +69,10 @@ class Settings:
                 raise SettingsError(
                     f"{name}: expected a positive integer, got {getattr(self, name)}"
                 )
+        if not 0 < self.request_timeout < math.inf:
+            raise SettingsError(
+                f"request_timeout: expected a positive number, got {self.request_timeout}"
+            )
         for name in ("poll_seconds", "batch_wait_ms"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise SettingsError(f"{name}: expected 0 or more, got {getattr(self, name)}")

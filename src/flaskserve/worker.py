@@ -1,0 +1,222 @@
+"""flaskserve's gunicorn worker: a sync worker that slow clients cannot stall.
+
+A stock sync worker reads a request's headers and body inside the one call that
+answers it, so a client that sends its headers a byte a second holds the worker
+for as long as it likes: as many such clients as workers stop the server. This
+worker reads every connection without blocking, keeps the bytes of those whose
+request is not complete yet, and hands a request to the app only when all of it
+has arrived, the way a buffering proxy (nginx) does. Waiting costs a few kB per
+connection, never a worker. A request body over :data:`BUFFER_LIMIT` is handed
+over once its headers are in and is read as it comes, as before.
+
+On SIGTERM the worker also stops new connections from being taken and answers
+every one already queued before it exits (see :mod:`flaskserve.listener`).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import selectors
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gunicorn.workers.sync import SyncWorker
+
+from .listener import refuse_new_connections
+from .settings import Settings
+
+#: The most bytes of one request kept while it arrives; larger bodies stream to the handler.
+BUFFER_LIMIT = 1024 * 1024
+#: The most connections waiting for the rest of their request; past it the oldest is closed.
+MAX_WAITING = 1000
+#: The longest a stopping worker keeps answering connections that were already queued...
+DRAIN_SECONDS = 10.0
+#: ... and how long the queue must stay empty first: handshakes under way still complete.
+DRAIN_QUIET_SECONDS = 0.2
+
+_HEADER_END = b"\r\n\r\n"
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n)", re.IGNORECASE)
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.IGNORECASE)
+_EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue", re.IGNORECASE)
+
+
+@dataclass
+class _Arriving:
+    """A connection whose request is still arriving."""
+
+    client: socket.socket
+    address: Any
+    listener: Any
+    deadline: float
+    data: bytearray = field(default_factory=bytearray)
+
+
+class ReplayingSocket:
+    """A client socket whose first reads return the bytes already received from it."""
+
+    def __init__(self, sock: socket.socket, received: bytes) -> None:
+        self._sock = sock
+        self._received = received
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        if self._received:
+            chunk, self._received = self._received[:size], self._received[size:]
+            return chunk
+        return self._sock.recv(size, *flags)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def request_is_whole(data: bytes | bytearray) -> bool:
+    """Whether *data* holds a whole HTTP/1 request (or enough to hand it over).
+
+    Headers must have ended; then a ``Content-Length`` body must be all there, a
+    chunked one must have reached its last chunk, and anything over
+    :data:`BUFFER_LIMIT` is handed over as it is. Malformed framing is handed over
+    too: gunicorn's parser then answers it with its 400.
+    """
+    end = data.find(_HEADER_END)
+    if end < 0:
+        return len(data) >= BUFFER_LIMIT  # gunicorn refuses over-long headers itself
+    head = bytes(data[: end + 2])
+    body = len(data) - end - len(_HEADER_END)
+    if _EXPECT_CONTINUE.search(head):  # the client waits for gunicorn's 100 before its body
+        return True
+    if _CHUNKED.search(head):
+        return data.endswith(b"0\r\n\r\n") or len(data) >= BUFFER_LIMIT
+    length = _CONTENT_LENGTH.search(head)
+    if length is None:
+        return True
+    return body >= int(length.group(1)) or len(data) >= BUFFER_LIMIT
+
+
+class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships no types
+    """gunicorn's sync worker, fed only whole requests, and draining its queue on stop."""
+
+    def run(self) -> None:
+        # settings come with `flaskserve serve`; a plain `gunicorn -k` run reads FLASKSERVE_*
+        settings = getattr(self.app, "settings", None) or Settings.from_env()
+        self._arrival_seconds = settings.request_timeout
+        self._timeout_response = _timeout_response(settings.request_timeout)
+        self._selector = selectors.DefaultSelector()
+        self._arriving: dict[int, _Arriving] = {}
+        for listener in self.sockets:
+            listener.setblocking(False)
+            self._selector.register(listener, selectors.EVENT_READ, None)
+        self._selector.register(self.PIPE[0], selectors.EVENT_READ, "wakeup")
+        while self.alive:
+            self.notify()
+            self._step(timeout=1.0)
+            if not self.is_parent_alive():
+                return
+        self._drain()
+
+    def _step(self, timeout: float) -> bool:
+        """Wait for something to do and do it; whether anything was answered."""
+        answered = False
+        for key, _ in self._selector.select(self._wait(timeout)):
+            if key.data == "wakeup":
+                _read_wakeups(self.PIPE[0])
+            elif key.data is None:
+                answered |= self._accept_from(key.fileobj)
+            else:
+                arriving: _Arriving = key.data
+                if self._arriving.get(arriving.client.fileno()) is arriving:  # not evicted
+                    answered |= self._receive(arriving)
+        self._expire(time.monotonic())
+        return answered
+
+    def _wait(self, timeout: float) -> float:
+        if not self._arriving:
+            return timeout
+        soonest = min(a.deadline for a in self._arriving.values())
+        return max(0.0, min(timeout, soonest - time.monotonic()))
+
+    def _accept_from(self, listener: Any) -> bool:
+        try:
+            client, address = listener.accept()
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED):
+                return False
+            raise
+        client.setblocking(False)
+        arriving = _Arriving(client, address, listener, time.monotonic() + self._arrival_seconds)
+        if len(self._arriving) >= MAX_WAITING:
+            oldest = min(self._arriving.values(), key=lambda a: a.deadline)
+            self._forget(oldest)
+            oldest.client.close()
+        self._arriving[client.fileno()] = arriving
+        self._selector.register(client, selectors.EVENT_READ, arriving)
+        return self._receive(arriving)  # most requests are already there
+
+    def _receive(self, arriving: _Arriving) -> bool:
+        try:
+            chunk = arriving.client.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            chunk = b""
+        if not chunk:  # the client gave up before its request was whole
+            self._forget(arriving)
+            arriving.client.close()
+            return False
+        arriving.data += chunk
+        if not request_is_whole(arriving.data):
+            return False
+        self._forget(arriving)
+        arriving.client.setblocking(True)
+        self.handle(
+            arriving.listener,
+            ReplayingSocket(arriving.client, bytes(arriving.data)),
+            arriving.address,
+        )
+        return True
+
+    def _forget(self, arriving: _Arriving) -> None:
+        self._arriving.pop(arriving.client.fileno(), None)
+        self._selector.unregister(arriving.client)
+
+    def _expire(self, now: float) -> None:
+        for arriving in [a for a in self._arriving.values() if a.deadline <= now]:
+            self._forget(arriving)
+            try:
+                arriving.client.send(self._timeout_response)
+            except OSError:
+                pass
+            arriving.client.close()
+
+    def _drain(self) -> None:
+        """Take no new connection; answer those queued or arriving; then return."""
+        if not self.is_parent_alive():  # an orphan has no master to hand the port back to
+            return
+        for listener in self.sockets:
+            refuse_new_connections(listener.sock)
+        deadline = time.monotonic() + DRAIN_SECONDS
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            self.notify()
+            if self._step(timeout=0.005) or self._arriving:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > DRAIN_QUIET_SECONDS:
+                return
+
+
+def _timeout_response(seconds: float) -> bytes:
+    body = json.dumps({"error": f"the request did not arrive whole within {seconds:g} s"})
+    return (
+        "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+        f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+
+
+def _read_wakeups(fd: int) -> None:
+    try:
+        os.read(fd, 4096)
+    except BlockingIOError:
+        pass
