@@ -112,25 +112,35 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         self._selector.register(self.PIPE[0], selectors.EVENT_READ, "wakeup")
         while self.alive:
             self.notify()
-            self._step(timeout=1.0)
+            # like gunicorn's: take what is queued before waiting, so a busy worker never selects
+            if not self._accept_queued():
+                self._step(timeout=1.0)
             if not self.is_parent_alive():
                 return
         self._drain()
 
+    def _accept_queued(self) -> bool:
+        return any(self._accept_from(listener) for listener in self.sockets)
+
     def _step(self, timeout: float) -> bool:
-        """Wait for something to do and do it; whether anything was answered."""
-        answered = False
+        """Wait for something to do and do it; whether a connection was taken or answered."""
+        progressed = False
         for key, _ in self._selector.select(self._wait(timeout)):
             if key.data == "wakeup":
                 _read_wakeups(self.PIPE[0])
             elif key.data is None:
-                answered |= self._accept_from(key.fileobj)
+                progressed |= self._accept_from(key.fileobj)
             else:
                 arriving: _Arriving = key.data
                 if self._arriving.get(arriving.client.fileno()) is arriving:  # not evicted
-                    answered |= self._receive(arriving)
-        self._expire(time.monotonic())
-        return answered
+                    self._forget(arriving)  # while its socket is open: unregistering needs it
+                    if self._receive(arriving):
+                        progressed = True
+                    else:
+                        self._track(arriving)
+        if self._arriving:
+            self._expire(time.monotonic())
+        return progressed
 
     def _wait(self, timeout: float) -> float:
         if not self._arriving:
@@ -139,6 +149,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         return max(0.0, min(timeout, soonest - time.monotonic()))
 
     def _accept_from(self, listener: Any) -> bool:
+        """Take one queued connection, answered at once if its request is all there."""
         try:
             client, address = listener.accept()
         except OSError as e:
@@ -147,15 +158,12 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             raise
         client.setblocking(False)
         arriving = _Arriving(client, address, listener, time.monotonic() + self._arrival_seconds)
-        if len(self._arriving) >= MAX_WAITING:
-            oldest = min(self._arriving.values(), key=lambda a: a.deadline)
-            self._forget(oldest)
-            oldest.client.close()
-        self._arriving[client.fileno()] = arriving
-        self._selector.register(client, selectors.EVENT_READ, arriving)
-        return self._receive(arriving)  # most requests are already there
+        if not self._receive(arriving):  # the usual case under load: it is all there
+            self._track(arriving)
+        return True
 
     def _receive(self, arriving: _Arriving) -> bool:
+        """Read what has come; answer the request once whole. Whether the connection is done."""
         try:
             chunk = arriving.client.recv(65536)
         except (BlockingIOError, InterruptedError):
@@ -163,13 +171,11 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         except OSError:
             chunk = b""
         if not chunk:  # the client gave up before its request was whole
-            self._forget(arriving)
             arriving.client.close()
-            return False
+            return True
         arriving.data += chunk
         if not request_is_whole(arriving.data):
             return False
-        self._forget(arriving)
         arriving.client.setblocking(True)
         self.handle(
             arriving.listener,
@@ -177,6 +183,15 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             arriving.address,
         )
         return True
+
+    def _track(self, arriving: _Arriving) -> None:
+        """Wait for the rest of its request without blocking; the oldest goes past the cap."""
+        if len(self._arriving) >= MAX_WAITING:
+            oldest = min(self._arriving.values(), key=lambda a: a.deadline)
+            self._forget(oldest)
+            oldest.client.close()
+        self._arriving[arriving.client.fileno()] = arriving
+        self._selector.register(arriving.client, selectors.EVENT_READ, arriving)
 
     def _forget(self, arriving: _Arriving) -> None:
         self._arriving.pop(arriving.client.fileno(), None)
@@ -201,7 +216,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
             self.notify()
-            if self._step(timeout=0.005) or self._arriving:
+            if self._accept_queued() or self._step(timeout=0.005) or self._arriving:
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since > DRAIN_QUIET_SECONDS:
                 return
