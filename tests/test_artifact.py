@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import pathlib
 import pickle
 import platform
@@ -667,3 +668,42 @@ def test_load_does_not_need_the_trained_data(tmp_path: Path) -> None:
     loaded = flaskserve.load_model(tmp_path / "lin").estimator
     np.testing.assert_array_equal(loaded.coef_, model.coef_)
     assert loaded.intercept_ == model.intercept_
+
+
+def test_load_refuses_a_model_file_linked_from_outside(model_dir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.skops"
+    shutil.copyfile(model_dir / "model.skops", outside)
+    artifact = tmp_path / "artifact"
+    shutil.copytree(model_dir, artifact)
+    (artifact / "model.skops").unlink()
+    (artifact / "model.skops").symlink_to(outside)
+    with pytest.raises(ArtifactError, match="leads outside the artifact directory"):
+        flaskserve.load_model(artifact)
+
+
+def test_load_refuses_a_manifest_that_is_a_device(model_dir: Path, tmp_path: Path) -> None:
+    artifact = tmp_path / "artifact"
+    shutil.copytree(model_dir, artifact)
+    (artifact / "flaskserve.json").unlink()
+    (artifact / "flaskserve.json").symlink_to("/dev/zero")  # would be read without end
+    with pytest.raises(ArtifactError, match="leads outside the artifact directory"):
+        flaskserve.load_model(artifact)
+
+
+def test_load_follows_a_link_that_stays_inside(model_dir: Path, tmp_path: Path) -> None:
+    # Kubernetes mounts ConfigMaps and Secrets as links into a ..data folder beside them
+    artifact = tmp_path / "artifact"
+    (artifact / "..data").mkdir(parents=True)
+    for file in model_dir.iterdir():
+        shutil.copyfile(file, artifact / "..data" / file.name)
+        (artifact / file.name).symlink_to(Path("..data") / file.name)
+    assert flaskserve.load_model(artifact).manifest.name == "iris"
+
+
+def test_load_refuses_a_fifo_model_file(model_dir: Path, tmp_path: Path) -> None:
+    artifact = tmp_path / "artifact"
+    shutil.copytree(model_dir, artifact)
+    (artifact / "model.skops").unlink()
+    os.mkfifo(artifact / "model.skops")
+    with pytest.raises(ArtifactError, match="not a regular file"):
+        flaskserve.load_model(artifact)

@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -250,25 +251,48 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     manifest = read_manifest(directory)
     model_path = directory / manifest.model_file
     payload = read_verified(model_path, manifest.sha256)
+    audit_model_file(payload, model_path)
     try:
-        untrusted = _refused_types(payload)
-        if untrusted:
-            raise ArtifactError(
-                f"{model_path}: contains types flaskserve does not trust: {', '.join(untrusted)}"
-            )
         estimator = sio.loads(payload, trusted=list(TRUSTED_TYPES))
-    except ArtifactError:
-        raise
     except Exception as e:  # skops raises many kinds on a corrupt file; all mean "unreadable"
         raise ArtifactError(f"{model_path}: not a readable skops file ({e})") from e
     return LoadedModel(estimator=estimator, manifest=manifest, path=directory)
 
 
+def audit_model_file(payload: bytes, model_path: Path) -> None:
+    """Check, without building anything, that *payload* is a skops file of trusted types.
+
+    The compiled runtime never loads the scikit-learn model, but an artifact whose
+    model file is a pickle or holds untrusted types is refused all the same.
+
+    :raises ArtifactError: not a skops file, or it names a type flaskserve does not trust.
+    """
+    try:
+        untrusted = _refused_types(payload)
+    except Exception as e:  # skops raises many kinds on a corrupt file; all mean "unreadable"
+        raise ArtifactError(f"{model_path}: not a readable skops file ({e})") from e
+    if untrusted:
+        raise ArtifactError(
+            f"{model_path}: contains types flaskserve does not trust: {', '.join(untrusted)}"
+        )
+
+
+def check_artifact_file(file: Path) -> None:
+    """:raises ArtifactError: *file* leads outside its artifact directory (a symbolic link
+    out) or is not a regular file (a device or a pipe, which could be read without end)."""
+    resolved = file.resolve()
+    if not resolved.is_relative_to(file.parent.resolve()):
+        raise ArtifactError(f"{file}: leads outside the artifact directory; refusing it")
+    if resolved.exists() and not stat.S_ISREG(resolved.stat().st_mode):
+        raise ArtifactError(f"{file}: not a regular file; refusing it")
+
+
 def read_verified(file: Path, sha256: str) -> bytes:
     """The bytes of *file*, if their SHA-256 is the one the manifest recorded.
 
-    :raises ArtifactError: unreadable, or changed after it was saved.
+    :raises ArtifactError: unreadable, outside the artifact, or changed after it was saved.
     """
+    check_artifact_file(file)
     try:
         payload = file.read_bytes()
     except OSError as e:
@@ -305,6 +329,7 @@ def read_manifest(directory: Path) -> ModelManifest:
     :raises ArtifactError: missing, not JSON, or not a valid manifest.
     """
     manifest_path = directory / MANIFEST_NAME
+    check_artifact_file(manifest_path)
     try:
         data = json.loads(manifest_path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:

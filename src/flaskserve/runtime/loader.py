@@ -6,7 +6,13 @@ import logging
 import os
 from pathlib import Path
 
-from ..artifact import ModelManifest, load_model, read_manifest, read_verified
+from ..artifact import (
+    ModelManifest,
+    audit_model_file,
+    load_model,
+    read_manifest,
+    read_verified,
+)
 from ..errors import ArtifactError
 from ..settings import RUNTIME_CHOICES
 from .base import Runtime
@@ -52,7 +58,8 @@ def _load_compiled(directory: Path, manifest: ModelManifest, *, forced: bool) ->
             f"{directory}: no compiled model (run `flaskserve compile {directory}`)"
         )
     # The scikit-learn model is not loaded, but a changed file still means a changed artifact.
-    read_verified(directory / manifest.model_file, manifest.sha256)
+    model_path = directory / manifest.model_file
+    audit_model_file(read_verified(model_path, manifest.sha256), model_path)
     payload = read_verified(directory / name, str(record.get("sha256")))
     if forced and record.get("status") != "passed":
         logger.warning(

@@ -1,0 +1,84 @@
+"""Soak (issue 5, promise 8; research row R15): 60 s at concurrency 16, 10% invalid bodies.
+
+The test runs ``benchmarks/soak.py`` as a user would, against its own ``flaskserve serve``
+with two workers, and reads the ``SOAK_RESULT`` line it prints last. Gates: no 5xx, no
+transport error, no wrong answer to a valid row, every invalid body a 4xx JSON error, the
+same two worker PIDs from start to end, and each worker's RSS growing less than 1 MB/min
+over the 50 s after a 10 s warm-up. The long run is on demand:
+``python benchmarks/soak.py --duration 900``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py"
+DURATION_S = 60
+WARMUP_S = 10
+
+
+def _soak_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("flaskserve_soak", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_slope_is_a_least_squares_fit() -> None:
+    soak = _soak_module()
+    minutes = [i / 60 for i in range(50)]
+    assert soak.slope(minutes, [75.0 + 0.5 * m for m in minutes]) == pytest.approx(0.5)
+    assert soak.slope(minutes, [75.0 + (i % 2) * 0.1 for i in range(50)]) == pytest.approx(
+        0.0, abs=0.05
+    )  # allocator noise around a flat line is not growth
+    assert soak.slope([1.0], [75.0]) == 0.0
+
+
+def _run_soak(model_dir: Path) -> tuple[dict[str, Any], str]:
+    command = [sys.executable, str(SCRIPT), "--duration", str(DURATION_S)]
+    command += ["--concurrency", "16", "--invalid", "0.10", "--workers", "2"]
+    command += ["--warmup", str(WARMUP_S), "--model-dir", str(model_dir)]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=DURATION_S + 120, check=False
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("SOAK_RESULT ")]
+    assert lines, f"no SOAK_RESULT line (exit {done.returncode}):\n{done.stdout}\n{done.stderr}"
+    result: dict[str, Any] = json.loads(lines[-1].removeprefix("SOAK_RESULT "))
+    result["exit_code"] = done.returncode
+    report = "\n".join(line for line in done.stdout.splitlines() if line not in lines)
+    return result, report
+
+
+def test_soak(model_dir: Path) -> None:
+    result, report = _run_soak(model_dir)
+    print(f"\n{report}")
+    assert result["server_errors"] == 0, result["examples"]
+    assert result["transport_errors"] == 0, result["examples"]
+    assert result["wrong_answers"] == 0, result["examples"]
+    assert result["unexpected"] == 0, result["examples"]
+    kinds = result["by_kind"]
+    assert set(kinds) == {"ok", "rejected"}, kinds
+    assert 0.05 < kinds["rejected"] / result["requests"] < 0.15, kinds  # ~10% invalid
+    assert result["requests"] >= 20 * DURATION_S  # the load really ran (~400 req/s here)
+    assert result["duration_s"] >= DURATION_S
+    workers = result["workers"]
+    assert len(result["workers_before"]) == 2, result
+    assert result["workers_before"] == result["workers_after"] == result["workers_seen"]
+    for pid, figures in workers.items():
+        assert figures["samples_after_warmup"] >= DURATION_S - WARMUP_S - 2, (pid, figures)
+        assert figures["slope_mb_per_min"] < 1.0, (pid, figures)
+        assert abs(figures["fds_end"] - figures["fds_after_warmup"]) <= 2, (pid, figures)
+    assert result["server_exit_code"] == 0
+    assert result["failures"] == []
+    assert result["exit_code"] == 0
