@@ -251,25 +251,34 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     manifest = read_manifest(directory)
     model_path = directory / manifest.model_file
     payload = read_verified(model_path, manifest.sha256)
-    audit_model_file(payload, model_path)
     try:
+        untrusted = _refused_types(payload)
+        if untrusted:
+            raise ArtifactError(
+                f"{model_path}: contains types flaskserve does not trust: {', '.join(untrusted)}"
+            )
         estimator = sio.loads(payload, trusted=list(TRUSTED_TYPES))
+    except ArtifactError:
+        raise
     except Exception as e:  # skops raises many kinds on a corrupt file; all mean "unreadable"
         raise ArtifactError(f"{model_path}: not a readable skops file ({e})") from e
     return LoadedModel(estimator=estimator, manifest=manifest, path=directory)
 
 
 def audit_model_file(payload: bytes, model_path: Path) -> None:
-    """Check, without building anything, that *payload* is a skops file of trusted types.
+    """Check, without importing scikit-learn, that *payload* is a skops file of trusted types.
 
-    The compiled runtime never loads the scikit-learn model, but an artifact whose
-    model file is a pickle or holds untrusted types is refused all the same.
+    For the compiled runtime, which never loads the scikit-learn model: an artifact
+    whose model file is a pickle or names an untrusted type is refused all the same
+    (see :mod:`flaskserve.audit`).
 
     :raises ArtifactError: not a skops file, or it names a type flaskserve does not trust.
     """
+    from .audit import refused_types
+
     try:
-        untrusted = _refused_types(payload)
-    except Exception as e:  # skops raises many kinds on a corrupt file; all mean "unreadable"
+        untrusted = refused_types(payload, TRUSTED_TYPES)
+    except ValueError as e:
         raise ArtifactError(f"{model_path}: not a readable skops file ({e})") from e
     if untrusted:
         raise ArtifactError(
