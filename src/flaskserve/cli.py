@@ -1,4 +1,4 @@
-"""The ``flaskserve`` command: train, import, serve, quickstart."""
+"""The ``flaskserve`` command: train, import, serve, quickstart, batch."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import click
 
 from . import __version__
 from .artifact import MANIFEST_NAME, ModelManifest, save_model, untrusted_types
-from .errors import ArtifactError, DatasetError, SettingsError
+from .errors import ArtifactError, DatasetError, FlaskServeError, SettingsError
 from .settings import DEFAULT_MODEL_DIR, RUNTIME_CHOICES, Settings
 
 _PICKLE_WARNING = (
@@ -243,12 +243,93 @@ def _serve(
         server.run_gunicorn(settings, host=host, port=port, workers=workers, threads=threads)
 
 
+class _BatchFailed(click.ClickException):
+    """A batch run that stopped: one line, exit code 2 like every refusal here."""
+
+    exit_code = 2
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The scored file (.csv or .parquet), written whole or not at all.",
+)
+@click.option(
+    "--input-format", type=click.Choice(["csv", "parquet"]), help="[default: from the suffix]"
+)
+@click.option(
+    "--output-format", type=click.Choice(["csv", "parquet"]), help="[default: from the suffix]"
+)
+@click.option(
+    "--id-column", metavar="COLUMN", help="An input column copied to the output and the rejects."
+)
+@click.option("--proba", is_flag=True, help="Add proba_<class> columns (classifiers).")
+@click.option("--labels", is_flag=True, help="Add a label column with the class names.")
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Rows that fail validation, as CSV [default: OUTPUT.rejects.csv].",
+)
+@click.option(
+    "--max-rejects", metavar="N", type=click.IntRange(min=0), help="Stop (exit 2) beyond N rejects."
+)
+@click.option(
+    "--chunk-rows",
+    metavar="N",
+    type=click.IntRange(min=1),
+    default=65_536,
+    show_default=True,
+    help="Rows read and scored at a time: memory is about N x columns x 8 bytes per chunk.",
+)
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="With --engine dask: a running scheduler, tcp://HOST:PORT.",
+)
+@click.option(
+    "--workers",
+    metavar="N",
+    type=click.IntRange(min=1),
+    help="With --engine dask and no --scheduler: local worker processes [default: one per core].",
+)
+@_RUNTIME
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
+def batch(model_dir: Path, input_file: Path, quiet: bool, **options: Any) -> None:
+    """Score INPUT (CSV or Parquet) with the model in MODEL_DIR, writing OUTPUT."""
+    from .batch import BatchOptions, InputFileError, run_batch
+
+    if options["engine"] != "dask" and (options["scheduler"] or options["workers"]):
+        raise click.UsageError("--scheduler and --workers need --engine dask")
+    if options["scheduler"] and options["workers"]:
+        raise click.UsageError("--workers starts a local cluster; --scheduler uses another one")
+    request = BatchOptions(
+        model_dir, input_file, runtime=options.pop("runtime") or "auto", **options
+    )
+    try:
+        summary = run_batch(request, progress=not quiet and sys.stderr.isatty())
+    except ArtifactError as e:
+        raise click.BadParameter(e.message, param_hint="MODEL_DIR") from None
+    except InputFileError as e:
+        raise click.BadParameter(e.message, param_hint="INPUT") from None
+    except FlaskServeError as e:  # BatchError, or the runtime's own errors
+        raise _BatchFailed(e.message) from None
+    if not quiet:
+        click.echo(summary.describe(), err=True)
+
+
 @dataclasses.dataclass(frozen=True)
 class _RepositoryReport:
     models: dict[str, str]  # "name vN" -> runtime kind
     names: list[str]
     failures: list[tuple[str, int, str]]
     error: str | None
+    notes: list[str]  # the registry's warnings: a version leading outside, a forced runtime
 
 
 def _check_repository(settings: Settings) -> dict[str, str]:
@@ -265,12 +346,15 @@ def _check_repository(settings: Settings) -> dict[str, str]:
             f"checking {settings.model_dir} failed: {done.stderr.strip()[-500:]}"
         )
     report = _RepositoryReport(**json.loads(done.stdout))
+    for note in report.notes:
+        click.echo(f"warning: {note}", err=True)
     for name, version, reason in report.failures:
         click.echo(
             f"warning: model {name!r} version {version} will not be served: {reason}", err=True
         )
     if not report.models:
         reasons = [report.error] if report.error else [r for _, _, r in report.failures]
+        reasons += report.notes
         hint = " (run `flaskserve train` first)" if settings.model_dir == DEFAULT_MODEL_DIR else ""
         message = "; ".join(r for r in reasons if r) or "no model could be loaded"
         raise click.BadParameter(message + hint, param_hint="MODEL_DIR")
@@ -289,14 +373,23 @@ def inspect_repository(model_dir: Path, runtime: str) -> None:
     """Load every model in MODEL_DIR and print what would be served, as JSON."""
     from .runtime.registry import ModelRegistry
 
-    logging.disable(logging.ERROR)  # failures are reported in the JSON, once
+    # Everything goes into the JSON, once: failures from the snapshot,
+    # and notes (a version that leads outside the directory) from the registry's warnings.
+    notes: list[str] = []
+    collector = logging.Handler(logging.WARNING)
+    collector.emit = lambda record: (  # type: ignore[method-assign]
+        notes.append(record.getMessage()) if record.levelno == logging.WARNING else None
+    )
+    package_log = logging.getLogger("flaskserve")
+    package_log.addHandler(collector)
+    package_log.propagate = False
     snapshot = ModelRegistry(model_dir, runtime=runtime).refresh()
     models = {
         f"{name} v{max(versions)}": versions[max(versions)].runtime.kind
         for name, versions in snapshot.models.items()
     }
     failures = [(name, version, reason) for (name, version), reason in snapshot.failures.items()]
-    report = _RepositoryReport(models, sorted(snapshot.models), failures, snapshot.error)
+    report = _RepositoryReport(models, sorted(snapshot.models), failures, snapshot.error, notes)
     click.echo(json.dumps(dataclasses.asdict(report)))
 
 

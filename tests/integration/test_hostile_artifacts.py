@@ -359,13 +359,6 @@ def test_start_with_only_a_symlink_out_of_the_repository_exits(
     assert "no model artifacts found" in done.stderr, done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/flaskserve/cli.py inspect_repository runs logging.disable(logging.ERROR), so the"
-    " WARNING that src/flaskserve/runtime/registry.py discover() logs for a version directory"
-    " leading outside the root ('skipping ...: it leads outside ...') is never shown at start-up;"
-    " the only message is '<root>: no model artifacts found', which does not name the symlink",
-)
 def test_start_names_the_symlink_it_refused(built: Built, tmp_path: Path) -> None:
     root = tmp_path / "repository"
     (root / "iris").mkdir(parents=True)
