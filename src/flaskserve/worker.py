@@ -19,6 +19,7 @@ import errno
 import json
 import os
 import re
+import select
 import selectors
 import socket
 import time
@@ -34,6 +35,10 @@ from .settings import Settings
 BUFFER_LIMIT = 1024 * 1024
 #: The most connections waiting for the rest of their request; past it the oldest is closed.
 MAX_WAITING = 1000
+#: How long a new connection may take to finish its request before it waits without blocking.
+SETTLE_SECONDS = 0.05
+#: How long the kernel holds a connection that has sent nothing before handing it over anyway.
+DEFER_ACCEPT_SECONDS = 5
 #: The longest a stopping worker keeps answering connections that were already queued...
 DRAIN_SECONDS = 10.0
 #: ... and how long the queue must stay empty first: handshakes under way still complete.
@@ -62,6 +67,10 @@ class ReplayingSocket:
     def __init__(self, sock: socket.socket, received: bytes) -> None:
         self._sock = sock
         self._received = received
+        # bound once: gunicorn calls these for every response, __getattr__ would look them up
+        self.sendall = sock.sendall
+        self.send = sock.send
+        self.fileno = sock.fileno
 
     def recv(self, size: int, *flags: int) -> bytes:
         if self._received:
@@ -108,6 +117,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         self._arriving: dict[int, _Arriving] = {}
         for listener in self.sockets:
             listener.setblocking(False)
+            _defer_accept(listener.sock)
             self._selector.register(listener, selectors.EVENT_READ, None)
         self._selector.register(self.PIPE[0], selectors.EVENT_READ, "wakeup")
         while self.alive:
@@ -158,8 +168,14 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             raise
         client.setblocking(False)
         arriving = _Arriving(client, address, listener, time.monotonic() + self._arrival_seconds)
-        if not self._receive(arriving):  # the usual case under load: it is all there
-            self._track(arriving)
+        # Clients often send headers and body in two writes: wait a moment for the rest, so
+        # that a worker holds no connection it has not answered when it dies (SIGKILL, OOM).
+        settled = time.monotonic() + SETTLE_SECONDS
+        while not self._receive(arriving):
+            remaining = settled - time.monotonic()
+            if remaining <= 0 or not select.select([client], [], [], remaining)[0]:
+                self._track(arriving)  # a slow client: wait for it without blocking
+                break
         return True
 
     def _receive(self, arriving: _Arriving) -> bool:
@@ -173,15 +189,15 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         if not chunk:  # the client gave up before its request was whole
             arriving.client.close()
             return True
-        arriving.data += chunk
-        if not request_is_whole(arriving.data):
-            return False
+        if not arriving.data and request_is_whole(chunk):  # the usual case: all in one read
+            whole = chunk
+        else:
+            arriving.data += chunk
+            if not request_is_whole(arriving.data):
+                return False
+            whole = bytes(arriving.data)
         arriving.client.setblocking(True)
-        self.handle(
-            arriving.listener,
-            ReplayingSocket(arriving.client, bytes(arriving.data)),
-            arriving.address,
-        )
+        self.handle(arriving.listener, ReplayingSocket(arriving.client, whole), arriving.address)
         return True
 
     def _track(self, arriving: _Arriving) -> None:
@@ -220,6 +236,20 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since > DRAIN_QUIET_SECONDS:
                 return
+
+
+def _defer_accept(sock: socket.socket) -> None:
+    """Let the kernel hand over a connection only once its first bytes have come (Linux).
+
+    Then a usual request is whole when it is accepted and answered at once: a worker
+    holds no connection that is still idle, so a worker that dies (SIGKILL, OOM) costs
+    only the request it was answering, as a stock sync worker's does.
+    """
+    if hasattr(socket, "TCP_DEFER_ACCEPT") and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT_SECONDS)
+        except OSError:  # not a TCP socket after all: accept as it comes
+            pass
 
 
 def _timeout_response(seconds: float) -> bytes:
