@@ -67,6 +67,7 @@ CASES: dict[str, Bad] = {
     "nested-object": Bad(_row(sepal_width={"value": 3.0}), 400, ("'sepal_width'", "object")),
     "nested-array-value": Bad(_row(sepal_width=[3.0]), 400, ("'sepal_width'", "array")),
     "deeply-nested": Bad(b"[" * 100_000 + b"]" * 100_000, 400, ("nested too deeply",)),
+    "nested-past-the-limit": Bad(b"[" * 33 + b"]" * 33, 400, ("nested deeper than 32 levels",)),
     "deeply-nested-unclosed": Bad(b'{"a":' * 50_000, 400, ("invalid JSON",)),
     "mixed-row-kinds": Bad(
         json.dumps([ROW, [5.9, 3.0, 5.1, 1.8]]).encode(), 400, ("row 1", "object")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from flaskserve.codecs.jsonbody import parse_json
+from flaskserve.codecs.jsonbody import _depth, parse_json
 from flaskserve.errors import InvalidInput
 
 
@@ -47,3 +47,32 @@ def test_refuses_with_a_clear_message(body: bytes, message: str) -> None:
     with pytest.raises(InvalidInput, match=message) as info:
         parse_json(body)
     assert info.value.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "depth"),
+    [
+        (b"1", 0),
+        (b"[]", 1),
+        (b'{"a": [1, {"b": []}]}', 4),
+        (b"[" * 32 + b"]" * 32, 32),
+    ],
+)
+def test_nesting_up_to_the_limit_is_accepted(body: bytes, depth: int) -> None:
+    assert parse_json(body, max_depth=32) is not None
+    assert _depth(parse_json(body)) == depth
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 33 + b"]" * 33, b'{"a":' * 33 + b"1" + b"}" * 33, b"[" * 5000 + b"]" * 5000],
+    ids=["arrays", "objects", "far-past-the-limit"],
+)
+def test_nesting_past_the_limit_is_a_client_error(body: bytes) -> None:
+    with pytest.raises(InvalidInput, match=r"nested deeper than 32 levels|nested too deeply"):
+        parse_json(body, max_depth=32)
+
+
+def test_many_shallow_brackets_are_not_deep() -> None:
+    rows = b"[" + b",".join([b'{"a": [1, 2]}'] * 5000) + b"]"
+    assert len(parse_json(rows, max_depth=3)) == 5000

@@ -9,6 +9,7 @@ from flask import Response, current_app, request
 from ..codecs.jsonbody import parse_json
 from ..errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from ..json import COMPACT_ENCODER
+from .state import get_state
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -48,7 +49,7 @@ def read_json() -> Any:
 
     :raises InvalidInput: the body is not strict JSON (and see :func:`read_body`).
     """
-    return parse_json(read_body())
+    return parse_json(read_body(), get_state().settings.max_json_depth)
 
 
 def query_flag(name: str) -> bool:

@@ -106,7 +106,7 @@ def _admin_options() -> dict[str, Any]:
     body = read_body()
     if not body.strip():
         return {}
-    options = parse_json(body)
+    options = parse_json(body, get_state().settings.max_json_depth)
     if not isinstance(options, dict):
         raise InvalidInput('expected a JSON object of options, such as {"ready": true}')
     unknown = sorted(set(options) - {"ready", "repository_name"})
