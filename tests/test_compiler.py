@@ -26,11 +26,12 @@ from sklearn.preprocessing import StandardScaler
 
 import flaskserve.compiler
 from flaskserve import load_model, save_model
-from flaskserve.artifact import MANIFEST_NAME, MODEL_NAME, compile_artifact, read_manifest
+from flaskserve.artifact import MANIFEST_NAME, MODEL_NAME, read_manifest
 from flaskserve.compiler import (
     COMPILED_FILE,
     RANDOM_ROWS,
     TOLERANCE,
+    compile_artifact,
     compile_estimator,
     parity_rows,
     threshold_rows,

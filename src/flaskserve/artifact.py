@@ -194,37 +194,12 @@ def save_model(
     files = {manifest.model_file: payload}
     if compile:
         holdout_rows = _as_matrix(holdout) if holdout is not None else None
-        manifest, files = _with_compiled(estimator, manifest, files, rows, holdout_rows)
-    _write_atomically(target, files, manifest)
+        manifest, files = with_compiled(estimator, manifest, files, rows, holdout_rows)
+    write_artifact(target, files, manifest)
     return manifest
 
 
-def compile_artifact(path: str | os.PathLike[str]) -> ModelManifest:
-    """(Re)build the compiled model of an existing artifact and rewrite it in place.
-
-    The training rows are not stored, so the gate's random rows are spread over
-    the ranges the manifest records, around its smoke rows.
-
-    :raises ArtifactError: the artifact cannot be loaded.
-    """
-    directory = Path(path)
-    loaded = load_model(directory)
-    manifest = loaded.manifest
-    payload = (directory / manifest.model_file).read_bytes()
-    known = [f for f in manifest.features if f.min is not None and f.max is not None]
-    rows = None
-    if len(known) == len(manifest.features):
-        rows = np.array(
-            [[f.min for f in known], [f.max for f in known], *manifest.sample.get("inputs", [])]
-        )
-    manifest, files = _with_compiled(
-        loaded.estimator, manifest, {manifest.model_file: payload}, rows, None
-    )
-    _write_atomically(directory, files, manifest)
-    return manifest
-
-
-def _with_compiled(
+def with_compiled(
     estimator: Any,
     manifest: ModelManifest,
     files: dict[str, bytes],
@@ -263,27 +238,6 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     except Exception as e:  # skops raises many kinds on a corrupt file; all mean "unreadable"
         raise ArtifactError(f"{model_path}: not a readable skops file ({e})") from e
     return LoadedModel(estimator=estimator, manifest=manifest, path=directory)
-
-
-def audit_model_file(payload: bytes, model_path: Path) -> None:
-    """Check, without importing scikit-learn, that *payload* is a skops file of trusted types.
-
-    For the compiled runtime, which never loads the scikit-learn model: an artifact
-    whose model file is a pickle or names an untrusted type is refused all the same
-    (see :mod:`flaskserve.audit`).
-
-    :raises ArtifactError: not a skops file, or it names a type flaskserve does not trust.
-    """
-    from .audit import refused_types
-
-    try:
-        untrusted = refused_types(payload, TRUSTED_TYPES)
-    except ValueError as e:
-        raise ArtifactError(f"{model_path}: not a readable skops file ({e})") from e
-    if untrusted:
-        raise ArtifactError(
-            f"{model_path}: contains types flaskserve does not trust: {', '.join(untrusted)}"
-        )
 
 
 def check_artifact_file(file: Path) -> None:
@@ -461,7 +415,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _write_atomically(target: Path, files: dict[str, bytes], manifest: ModelManifest) -> None:
+def write_artifact(target: Path, files: dict[str, bytes], manifest: ModelManifest) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:

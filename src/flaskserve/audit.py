@@ -16,9 +16,13 @@ import json
 import sys
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .artifact import TRUSTED_TYPES
+from .errors import ArtifactError
 
 SAFE_BUILTINS = frozenset(
     {"str", "int", "float", "bool", "complex", "bytes", "list", "dict", "tuple", "set"}
@@ -77,3 +81,22 @@ def _nodes(tree: Any) -> Iterator[dict[str, Any]]:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def audit_model_file(payload: bytes, model_path: Path) -> None:
+    """Check, without importing scikit-learn, that *payload* is a skops file of trusted types.
+
+    For the compiled runtime, which never loads the scikit-learn model: an artifact
+    whose model file is a pickle or names an untrusted type is refused all the same
+    (see :mod:`flaskserve.audit`).
+
+    :raises ArtifactError: not a skops file, or it names a type flaskserve does not trust.
+    """
+    try:
+        untrusted = refused_types(payload, TRUSTED_TYPES)
+    except ValueError as e:
+        raise ArtifactError(f"{model_path}: not a readable skops file ({e})") from e
+    if untrusted:
+        raise ArtifactError(
+            f"{model_path}: contains types flaskserve does not trust: {', '.join(untrusted)}"
+        )

@@ -182,7 +182,7 @@ def quickstart(**options: Any) -> None:
 @click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
 def compile_command(model_dir: Path) -> None:
     """(Re)build MODEL_DIR's compiled ONNX model and run its parity gate."""
-    from .artifact import compile_artifact
+    from .compiler import compile_artifact
 
     try:
         manifest = compile_artifact(model_dir)

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .artifact import ModelManifest, load_model, with_compiled, write_artifact
 
 logger = logging.getLogger(__name__)
 
@@ -188,3 +192,28 @@ def _count_ties(proba: np.ndarray | None) -> int:
         return 0
     top = np.sort(proba, axis=1)[:, -2:]
     return int(np.sum(top[:, 0] == top[:, 1]))
+
+
+def compile_artifact(path: str | os.PathLike[str]) -> ModelManifest:
+    """(Re)build the compiled model of an existing artifact and rewrite it in place.
+
+    The training rows are not stored, so the gate's random rows are spread over
+    the ranges the manifest records, around its smoke rows.
+
+    :raises ArtifactError: the artifact cannot be loaded.
+    """
+    directory = Path(path)
+    loaded = load_model(directory)
+    manifest = loaded.manifest
+    payload = (directory / manifest.model_file).read_bytes()
+    known = [f for f in manifest.features if f.min is not None and f.max is not None]
+    rows = None
+    if len(known) == len(manifest.features):
+        rows = np.array(
+            [[f.min for f in known], [f.max for f in known], *manifest.sample.get("inputs", [])]
+        )
+    manifest, files = with_compiled(
+        loaded.estimator, manifest, {manifest.model_file: payload}, rows, None
+    )
+    write_artifact(directory, files, manifest)
+    return manifest

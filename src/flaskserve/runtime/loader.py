@@ -6,13 +6,8 @@ import logging
 import os
 from pathlib import Path
 
-from ..artifact import (
-    ModelManifest,
-    audit_model_file,
-    load_model,
-    read_manifest,
-    read_verified,
-)
+from ..artifact import ModelManifest, load_model, read_manifest, read_verified
+from ..audit import audit_model_file
 from ..errors import ArtifactError
 from ..settings import RUNTIME_CHOICES
 from .base import Runtime
