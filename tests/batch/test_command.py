@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sklearn.linear_model import LinearRegression
 
+from assertions import assert_refused
 from flaskserve.artifact import read_manifest, save_model
 from flaskserve.batch import writers
 from flaskserve.cli import main
@@ -70,17 +71,6 @@ def counts(result: Result) -> tuple[int, int, int]:
     read, scored, rejected = (int(n.replace(",", "")) for n in match.groups())
     assert read == scored + rejected
     return read, scored, rejected
-
-
-def assert_refused(result: Result, *fragments: str) -> None:
-    """Exit 2, one ``Error:`` line naming *fragments*, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
 
 
 def leftovers(directory: Path) -> list[str]:

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import FLASKSERVE, TUTORIAL_ROW
 
+from assertions import assert_refused
 from flaskserve.cli import main
 
 Invoke = Callable[..., Result]
@@ -22,17 +23,6 @@ def write_csv(path: Path, rows: int = 5) -> Path:
     line = ",".join(map(str, TUTORIAL_ROW.values()))
     path.write_text(",".join(TUTORIAL_ROW) + "\n" + (line + "\n") * rows, encoding="utf-8")
     return path
-
-
-def assert_refused(result: Result, *fragments: str) -> None:
-    """Exit 2, one ``Error:`` line naming *fragments*, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
 
 
 @pytest.fixture()
