@@ -77,3 +77,14 @@ def start_server(
 def _environment_without_settings() -> dict[str, str]:
     """The test process's environment less any FLASKSERVE_* a developer's shell may hold."""
     return {k: v for k, v in os.environ.items() if not k.startswith("FLASKSERVE_")}
+
+
+def worker_pids(master: int) -> list[int]:
+    """The children of *master* (gunicorn's workers), from ``/proc``: every thread's list."""
+    pids: set[int] = set()
+    for task in Path(f"/proc/{master}/task").glob("*"):
+        try:
+            pids.update(int(p) for p in (task / "children").read_text().split())
+        except OSError:  # a thread that ended between the listing and the read
+            continue
+    return sorted(pids)

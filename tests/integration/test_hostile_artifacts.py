@@ -43,7 +43,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from flaskserve.artifact import MANIFEST_NAME, load_model
-from liveserver import LiveServer, free_port
+from liveserver import LiveServer, free_port, worker_pids
 
 pytestmark = pytest.mark.integration
 FLASKSERVE = str(Path(sys.executable).with_name("flaskserve"))
@@ -502,19 +502,9 @@ def _load_failures(url: str) -> tuple[list[str], dict[str, str]]:
     return body["versions"], failures
 
 
-def _worker_pids(master: int) -> list[int]:
-    pids: set[int] = set()
-    for task in Path(f"/proc/{master}/task").glob("*"):
-        try:
-            pids.update(int(p) for p in (task / "children").read_text().split())
-        except OSError:  # a thread that ended between the listing and the read
-            continue
-    return sorted(pids)
-
-
 def _wait_for_refusals(server: LiveServer, versions: set[str], deadline_s: float = 60) -> bool:
     """Until every worker has logged the refusal of every version in *versions*."""
-    workers = _worker_pids(server.process.pid)
+    workers = worker_pids(server.process.pid)
     expected = {
         f"[{pid}] [ERROR] model 'iris' version {version} not served"
         for pid in workers
