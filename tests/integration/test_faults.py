@@ -188,12 +188,12 @@ def test_sigkill_under_load(model_dir: Path, start: Callable[..., LiveServer]) -
     recoveries: list[float] = []  # kill -> three workers again
     serving: list[float] = []  # kill -> the replacement has loaded and checked the model
     phases: list[tuple[Load, int]] = []
-    for retry_once in (False, True):  # 30 s of faults in two halves: 2 kills each, 7 s apart
+    for retry_once in (False, True):  # 60 s of faults in two halves: a kill every 10 s
         load = Load(server.url, 32, retry_once=retry_once)
         load.start()
         kills = 0
         try:
-            for at in (3.5, 10.5):
+            for at in (5.0, 15.0, 25.0):
                 time.sleep(max(0.0, load.started + at - time.monotonic()))
                 before = set(_children(master))
                 victim = rng.choice(sorted(before))
@@ -203,7 +203,7 @@ def test_sigkill_under_load(model_dir: Path, start: Callable[..., LiveServer]) -
                 recoveries.append(_wait_for_workers(master, 3, gone=victim))
                 (replacement,) = set(_children(master)) - before
                 serving.append(_wait_for_log(server.log, replacement, killed))
-            time.sleep(max(0.0, load.started + 15 - time.monotonic()))
+            time.sleep(max(0.0, load.started + 30 - time.monotonic()))
         finally:
             load.stop()
         phases.append((load, kills))
