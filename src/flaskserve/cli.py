@@ -366,6 +366,18 @@ def _check_repository(settings: Settings) -> dict[str, str]:
     return report.models
 
 
+class _WarningCollector(logging.Handler):
+    """Keeps the messages of WARNING records (errors are reported as failures already)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.notes: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.WARNING:
+            self.notes.append(record.getMessage())
+
+
 @main.command("inspect-repository", hidden=True)
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("--runtime", default="auto")
@@ -375,11 +387,7 @@ def inspect_repository(model_dir: Path, runtime: str) -> None:
 
     # Everything goes into the JSON, once: failures from the snapshot,
     # and notes (a version that leads outside the directory) from the registry's warnings.
-    notes: list[str] = []
-    collector = logging.Handler(logging.WARNING)
-    collector.emit = lambda record: (  # type: ignore[method-assign]
-        notes.append(record.getMessage()) if record.levelno == logging.WARNING else None
-    )
+    collector = _WarningCollector()
     package_log = logging.getLogger("flaskserve")
     package_log.addHandler(collector)
     package_log.propagate = False
@@ -389,7 +397,9 @@ def inspect_repository(model_dir: Path, runtime: str) -> None:
         for name, versions in snapshot.models.items()
     }
     failures = [(name, version, reason) for (name, version), reason in snapshot.failures.items()]
-    report = _RepositoryReport(models, sorted(snapshot.models), failures, snapshot.error, notes)
+    report = _RepositoryReport(
+        models, sorted(snapshot.models), failures, snapshot.error, collector.notes
+    )
     click.echo(json.dumps(dataclasses.asdict(report)))
 
 

@@ -5,7 +5,7 @@ a SIGKILLed sync worker loses exactly its one in-flight request, so the honest g
 at most one failure per kill without retries and none with one idempotent retry; the
 master respawns the worker; SIGTERM finishes in-flight requests and exits 0, but resets
 the connections still queued in the listen backlog, which flaskserve's draining worker
-answers (``flaskserve.server.DrainingSyncWorker``); recycling
+answers (``flaskserve.worker.BufferingSyncWorker``); recycling
 workers with ``max_requests`` loses nothing (the listening socket outlives each worker).
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from liveserver import LiveServer, free_port, start_server
+from liveserver import LiveServer, free_port, start_server, worker_pids
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -140,16 +140,11 @@ class Load:
         return self.kinds()["ok"] / (self.stopped - self.started)
 
 
-def _children(pid: int) -> list[int]:
-    result = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
-    return sorted(int(p) for p in result.stdout.split())
-
-
 def _wait_for_workers(master: int, count: int, *, gone: int | None = None) -> float:
     """Seconds until *master* has *count* children (none of them *gone*); inf after 20 s."""
     began = time.monotonic()
     while time.monotonic() - began < 20:
-        children = _children(master)
+        children = worker_pids(master)
         if len(children) == count and gone not in children:
             return time.monotonic() - began
         time.sleep(0.05)
@@ -195,13 +190,13 @@ def test_sigkill_under_load(model_dir: Path, start: Callable[..., LiveServer]) -
         try:
             for at in (5.0, 15.0, 25.0):
                 time.sleep(max(0.0, load.started + at - time.monotonic()))
-                before = set(_children(master))
+                before = set(worker_pids(master))
                 victim = rng.choice(sorted(before))
                 os.kill(victim, signal.SIGKILL)
                 killed = time.monotonic()
                 kills += 1
                 recoveries.append(_wait_for_workers(master, 3, gone=victim))
-                (replacement,) = set(_children(master)) - before
+                (replacement,) = set(worker_pids(master)) - before
                 serving.append(_wait_for_log(server.log, replacement, killed))
             time.sleep(max(0.0, load.started + 30 - time.monotonic()))
         finally:
@@ -255,7 +250,7 @@ def termination(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         master = server.process.pid
         assert _wait_for_workers(master, 3) < 20
         _wait_for_answers(server.url, 3)
-        workers = _children(master)
+        workers = worker_pids(master)
         load = Load(server.url, 16)
         load.start()
         try:
@@ -332,16 +327,16 @@ def test_worker_recycling_under_load(model_dir: Path, start: Callable[..., LiveS
     args += ["--max-requests", "50", "--max-requests-jitter", "10", "flaskserve.app:create_app()"]
     server = start(args, env={"FLASKSERVE_MODEL_DIR": str(model_dir)})
     master = server.process.pid
-    seen: set[int] = set(_children(master))
+    seen: set[int] = set(worker_pids(master))
     load = Load(server.url, 16)
     load.start()
     try:
         while time.monotonic() - load.started < 10:
-            seen.update(_children(master))
+            seen.update(worker_pids(master))
             time.sleep(0.05)
     finally:
         load.stop()
-    seen.update(_children(master))
+    seen.update(worker_pids(master))
     recycles = len(seen) - 2
     print(
         f"\nmax_requests: {len(load.calls)} requests {dict(load.kinds())},"

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import requests
 
-from liveserver import LiveServer
+from liveserver import LiveServer, worker_pids
 
 pytestmark = pytest.mark.integration
 
@@ -53,10 +53,7 @@ GROUPS = {
 
 def _workers(server: LiveServer) -> set[int]:
     """The gunicorn workers: the children of the ``flaskserve serve`` master."""
-    found = subprocess.run(
-        ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True, check=False
-    )
-    return {int(pid) for pid in found.stdout.split()}
+    return set(worker_pids(server.process.pid))
 
 
 def _st_command(url: str, har: Path, filters: list[str], max_examples: int) -> list[str]:

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from flaskserve.artifact import MANIFEST_NAME
-from liveserver import LiveServer
+from liveserver import LiveServer, worker_pids
 
 ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
 TUTORIAL_BODY = (
@@ -131,16 +131,16 @@ def test_broken_artifact_never_takes_the_server_down(
         url = server.url
         master = server.process.pid
         deadline = time.monotonic() + 20
-        while len(_children(master)) < 2 and time.monotonic() < deadline:
+        while len(worker_pids(master)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)  # ready means one worker answered; wait for both
         time.sleep(1.0)  # and for both to have loaded the good artifact
-        workers = _children(master)
+        workers = worker_pids(master)
         assert len(workers) == 2
         with (served / "model.skops").open("ab") as f:
             f.write(b"tampered")
         os.kill(workers[0], signal.SIGKILL)
         deadline = time.monotonic() + 20
-        while len(set(_children(master)) - set(workers)) < 1 and time.monotonic() < deadline:
+        while len(set(worker_pids(master)) - set(workers)) < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1.5)  # let the replacement try (and fail) to load the model
         assert server.process.poll() is None
@@ -154,7 +154,7 @@ def test_broken_artifact_never_takes_the_server_down(
             else:
                 assert response.json() == {"result": [2]}
         assert seen <= {200, 503}
-        assert len(_children(master)) == 2
+        assert len(worker_pids(master)) == 2
     finally:
         server.stop()
 
@@ -166,11 +166,6 @@ def test_sigterm_stops_cleanly(
     server = start(args)
     server.stop()
     assert server.process.returncode == 0
-
-
-def _children(pid: int) -> list[int]:
-    result = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return [int(p) for p in result.stdout.split()]
 
 
 def test_metrics_add_up_across_workers(live_server: LiveServer) -> None:
