@@ -121,8 +121,20 @@ def _servers(
             {"FLASKSERVE_BATCHING": "0"},
         ),
         (
-            "(d) constant Flask endpoint",
+            "(d') constant Flask endpoint, gunicorn's stock sync worker",
             [*gunicorn, "--pythonpath", str(REPO / "benchmarks"), "constant_app:app"],
+            {},
+        ),
+        (  # the ceiling: the same server configuration flaskserve runs under
+            "(d) constant Flask endpoint, flaskserve's worker",
+            [
+                *gunicorn,
+                "-k",
+                "flaskserve.worker.BufferingSyncWorker",
+                "--pythonpath",
+                str(REPO / "benchmarks"),
+                "constant_app:app",
+            ],
             {},
         ),
     ]

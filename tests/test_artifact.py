@@ -11,7 +11,7 @@ import pickle
 import platform
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ def _tutorial_train_split() -> np.ndarray:
     return x_train
 
 
-def _row(names: list[str]) -> np.ndarray:
+def _row(names: Sequence[str]) -> np.ndarray:
     return np.array([[TUTORIAL_ROW[n] for n in names]])
 
 
@@ -124,7 +124,7 @@ def test_manifest_identity(model_dir: Path) -> None:
 
 def test_manifest_features(model_dir: Path) -> None:
     manifest = flaskserve.load_model(model_dir).manifest
-    assert manifest.feature_names == IRIS_FEATURES
+    assert list(manifest.feature_names) == IRIS_FEATURES
     x_train = _tutorial_train_split()
     for i, feature in enumerate(manifest.features):
         assert feature.dtype == "float64"
@@ -275,7 +275,7 @@ def test_save_records_names_version_and_metrics(tmp_path: Path) -> None:
     assert manifest.name == "blooms"
     assert manifest.version == 3
     assert manifest.metrics == {"accuracy": 0.5}
-    assert manifest.feature_names == ["a", "b", "c", "d"]
+    assert list(manifest.feature_names) == ["a", "b", "c", "d"]
     assert manifest.class_names == tuple(IRIS_CLASSES)
     assert flaskserve.load_model(tmp_path / "flowers").manifest == manifest
 
@@ -283,7 +283,7 @@ def test_save_records_names_version_and_metrics(tmp_path: Path) -> None:
 def test_save_defaults_name_and_feature_names(tmp_path: Path) -> None:
     manifest = flaskserve.save_model(_fitted_forest(), tmp_path / "my-model", sample=X_IRIS)
     assert manifest.name == "my-model"
-    assert manifest.feature_names == ["x0", "x1", "x2", "x3"]
+    assert list(manifest.feature_names) == ["x0", "x1", "x2", "x3"]
     assert manifest.class_names == ("0", "1", "2")
     assert manifest.metrics == {}
 
@@ -397,7 +397,7 @@ def test_save_without_sample_but_with_feature_names(tmp_path: Path) -> None:
     estimator = _fitted_forest()
     manifest = flaskserve.save_model(estimator, tmp_path / "m", feature_names=IRIS_FEATURES)
     assert manifest.sample == {}
-    assert manifest.feature_names == IRIS_FEATURES
+    assert list(manifest.feature_names) == IRIS_FEATURES
     assert all(f.min is None and f.max is None for f in manifest.features)
     loaded = flaskserve.load_model(tmp_path / "m")
     assert loaded.manifest == manifest
@@ -414,14 +414,14 @@ def test_save_without_sample_but_with_feature_names(tmp_path: Path) -> None:
 
 def test_save_without_sample_uses_n_features_in(tmp_path: Path) -> None:
     manifest = flaskserve.save_model(_fitted_forest(), tmp_path / "m")
-    assert manifest.feature_names == ["x0", "x1", "x2", "x3"]
+    assert list(manifest.feature_names) == ["x0", "x1", "x2", "x3"]
     assert manifest.sample == {}
 
 
 def test_save_without_sample_or_width_needs_feature_names(tmp_path: Path) -> None:
     # Doubler has no n_features_in_: only the names can tell the width.
     manifest = flaskserve.save_model(Doubler().fit(X_IRIS), tmp_path / "m", feature_names=["a"])
-    assert manifest.feature_names == ["a"]
+    assert list(manifest.feature_names) == ["a"]
     assert manifest.task == "regression"
 
 

@@ -163,7 +163,7 @@ def test_train_csv(runner: CliRunner, workdir: Path) -> None:
     loaded = flaskserve.load_model(workdir / "m" / "p")
     assert loaded.manifest.name == "petals"
     assert loaded.manifest.labels == ("setosa", "versicolor", "virginica")
-    assert loaded.manifest.feature_names == IRIS_FEATURES.split(",")
+    assert list(loaded.manifest.feature_names) == IRIS_FEATURES.split(",")
     np.testing.assert_array_equal(
         loaded.estimator.predict(_tutorial_row(loaded.manifest)), ["virginica"]
     )
@@ -273,7 +273,7 @@ def test_import_with_trust_pickle(runner: CliRunner, workdir: Path, model_pkl: P
     manifest = loaded.manifest
     assert manifest.name == "iris"
     assert manifest.task == "classification"
-    assert manifest.feature_names == IRIS_FEATURES.split(",")
+    assert list(manifest.feature_names) == IRIS_FEATURES.split(",")
     assert manifest.labels == (0, 1, 2)
     assert manifest.class_names == ("setosa", "versicolor", "virginica")
     assert manifest.sample == {}
@@ -292,7 +292,7 @@ def test_import_defaults(runner: CliRunner, workdir: Path, model_pkl: Path) -> N
     assert result.exit_code == 0, result.output
     manifest = flaskserve.load_model(workdir / "build" / "iris").manifest
     assert manifest.name == "x"
-    assert manifest.feature_names == ["a", "b", "c", "d"]
+    assert list(manifest.feature_names) == ["a", "b", "c", "d"]
     assert manifest.class_names == ("0", "1", "2")
 
 

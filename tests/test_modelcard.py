@@ -149,5 +149,5 @@ def test_manifest_from_before_importances_loads(model_dir: Path) -> None:
     del data["feature_importances"]
     manifest = ModelManifest.from_dict(data)
     assert manifest.feature_importances == {}
-    assert manifest.feature_names == list(IRIS_FEATURES)
+    assert list(manifest.feature_names) == list(IRIS_FEATURES)
     assert "feature_importances" in manifest.to_dict()  # written back with the field

@@ -213,7 +213,7 @@ def test_train_regression_csv(tmp_path: Path) -> None:
     assert manifest.name == "linear"
     assert manifest.labels == ()
     assert manifest.class_names == ()
-    assert manifest.feature_names == ["a", "b"]
+    assert manifest.feature_names == ("a", "b")
     assert set(manifest.metrics) == {"r2", "mae", "rmse", "train_rows", "test_rows"}
     assert manifest.metrics["train_rows"] == 28
     assert manifest.metrics["test_rows"] == 12

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from flask import Flask
 
@@ -21,6 +22,25 @@ from .settings import Settings
 logger = logging.getLogger(__name__)
 
 
+class FlaskServeApp(Flask):
+    """Flask, deciding once per view or hook whether it is a coroutine.
+
+    Flask asks ``inspect.iscoroutinefunction`` of every hook and view on every
+    request, through the documented :meth:`ensure_sync` override point; on a
+    request answered in a few hundred microseconds that check was 3% of it.
+    """
+
+    def __init__(self, import_name: str) -> None:
+        super().__init__(import_name)
+        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        sync = self._sync.get(func)
+        if sync is None:
+            sync = self._sync[func] = super().ensure_sync(func)
+        return sync
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app and load its models.
 
@@ -33,7 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     :param settings: default: :meth:`Settings.from_env` (``FLASKSERVE_*`` variables).
     """
     settings = settings if settings is not None else Settings.from_env()
-    app = Flask(__name__)
+    app = FlaskServeApp(__name__)
     app.json = NumpyJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.debug = False  # the Werkzeug debugger runs arbitrary code; never from the factory

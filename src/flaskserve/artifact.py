@@ -24,6 +24,7 @@ import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +85,9 @@ class ModelManifest:
     model_file: str = MODEL_NAME
     format_version: int = FORMAT_VERSION
 
-    @property
-    def feature_names(self) -> list[str]:
-        return [f.name for f in self.features]
+    @cached_property  # read on every request
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

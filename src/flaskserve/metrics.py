@@ -71,6 +71,7 @@ class Metrics:
         )
 
         self._children: dict[tuple[Any, ...], Any] = {}  # labels() costs a lock and a lookup
+        self._versions: dict[str, str] = {}  # the gauge is written when a model's version changes
 
     def record(
         self,
@@ -87,7 +88,9 @@ class Metrics:
         if model:
             self._child(self.model_latency, model).observe(seconds)
         if model and version:
-            self._child(self.version, model).set(float(version))
+            if self._versions.get(model) != version:
+                self._child(self.version, model).set(float(version))
+                self._versions[model] = version
             if rows:
                 self._child(self.rows, model, version).inc(rows)
 

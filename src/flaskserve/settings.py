@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ class Settings:
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise SettingsError("admin_token: expected at least 16 characters")
 
-    @property
+    @cached_property  # read on every request
     def api_key_list(self) -> tuple[str, ...]:
         """The configured API keys, without blanks."""
         return tuple(k.strip() for k in (self.api_keys or "").split(",") if k.strip())

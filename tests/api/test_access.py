@@ -124,3 +124,17 @@ def test_not_ready_says_when_to_retry(tmp_path: Path) -> None:
     ):
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "5"
+
+
+def test_every_answer_says_its_request_id_and_only_an_answer_names_its_model(
+    client: FlaskClient,
+) -> None:
+    missing = client.get("/no/such/page", headers={"X-Request-ID": "r-404"})
+    assert (missing.status_code, missing.headers["X-Request-ID"]) == (404, "r-404")
+    assert "X-Model-Name" not in missing.headers  # no model was involved
+    refused = client.post("/predict", json={"sepal_length": "x"})
+    assert refused.status_code == 400
+    assert len(refused.headers["X-Request-ID"]) == 32
+    assert "X-Model-Version" not in refused.headers  # no model version answered
+    answered = client.post("/predict", json=ROW)
+    assert (answered.headers["X-Model-Name"], answered.headers["X-Model-Version"]) == ("iris", "1")

@@ -52,3 +52,20 @@ def test_load_failures_are_counted(model_dir: Path, tmp_path: Path) -> None:
     client = create_app(Settings(model_dir=root, poll_seconds=0)).test_client()
     text = client.get("/metrics").get_data(as_text=True)
     assert _sample(text, "flaskserve_model_load_failures_total", model="iris") == 1
+
+
+def test_version_gauge_follows_a_new_version(model_dir: Path, tmp_path: Path) -> None:
+    """The gauge is written only when the answering version changes: it must still change."""
+    root = tmp_path / "models"
+    shutil.copytree(model_dir, root / "iris" / "1")
+    app = create_app(Settings(model_dir=root, poll_seconds=0))
+    client = app.test_client()
+    client.post("/predict", json=ROW)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert _sample(text, "flaskserve_model_version", model="iris") == 1
+    shutil.copytree(model_dir, root / "iris" / "2")
+    app.extensions["flaskserve"].registry.refresh()
+    assert client.post("/predict", json=ROW).headers["X-Model-Version"] == "2"
+    text = client.get("/metrics").get_data(as_text=True)
+    assert _sample(text, "flaskserve_model_version", model="iris") == 2
+    assert _sample(text, "flaskserve_rows_predicted_total", model="iris", version="2") == 1

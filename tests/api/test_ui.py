@@ -194,7 +194,7 @@ def test_one_labelled_text_input_per_feature(
 ) -> None:
     page = iris_page[1]
     boxes = page.find("input", type="text")
-    assert [b["data-feature"] for b in boxes] == iris_manifest.feature_names
+    assert [b["data-feature"] for b in boxes] == list(iris_manifest.feature_names)
     for box in boxes:
         assert page.labels[box["id"]] == box["data-feature"]
         error = page.by_id(f"{box['id']}-error")

@@ -118,3 +118,25 @@ def test_regression_has_no_class_names() -> None:
 def test_describe_truncates_long_strings() -> None:
     assert describe("x" * 100).endswith("...'")
     assert describe(1.5) == "number 1.5"
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ([[1, 2]] * 5 + [[1, True]], "row 5: feature 'b': expected a number, got boolean true"),
+        ([{"a": 1, "b": 2}] * 3 + [{"a": None, "b": 2}], "row 3: feature 'a': expected a number"),
+        ([[1, 2], [10**400, 2]], "row 1: feature 'a': number too large for float64"),
+        ([[1, 2], [1, float("-inf")]], "row 1: feature 'b': expected a finite number"),
+    ],
+    ids=["bool-late", "null-late", "huge-int-late", "inf-late"],
+)
+def test_a_bad_cell_in_a_batch_is_named_by_row_and_feature(payload: Any, message: str) -> None:
+    """The batch is checked in C first; a doubt sends it cell by cell, to name the cell."""
+    with pytest.raises(InvalidInput, match=message):
+        decode_rows(payload, NAMES, 10)
+
+
+def test_ints_and_floats_mix_exactly() -> None:
+    rows = decode_rows([[1, 2.5], [2**53, -0.0]], NAMES, 10)
+    np.testing.assert_array_equal(rows, [[1.0, 2.5], [float(2**53), -0.0]])
+    assert rows.shape == (2, 2) and rows.flags.c_contiguous

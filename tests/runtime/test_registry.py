@@ -188,7 +188,10 @@ def test_highest_version_is_the_default_per_name(
     assert snapshot.get().version == 10  # numeric order, not "2" > "10"
     assert snapshot.get("reg").version == 3
     assert snapshot.get("iris", "2").version == 2
-    assert snapshot.get("reg").runtime.manifest.feature_names == ["petal_length", "petal_width"]
+    assert list(snapshot.get("reg").runtime.manifest.feature_names) == [
+        "petal_length",
+        "petal_width",
+    ]
     with pytest.raises(ModelNotFound, match="model 'reg' has no version 2"):
         snapshot.get("reg", 2)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app, request
+from werkzeug.wsgi import get_content_length
 
 from ..codecs.jsonbody import parse_json
 from ..errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
@@ -16,23 +17,38 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
 def read_body() -> bytes:
-    """The raw body, within the size limit, uncompressed.
+    """The raw body, within the ``max_body_bytes`` limit, uncompressed (see :func:`_read_body`)."""
+    return _read_body(get_state().settings.max_body_bytes)
 
-    The size limit is Flask's ``MAX_CONTENT_LENGTH``. Werkzeug raises 413 for a
-    declared length over it, but silently truncates a chunked body at the limit,
-    so a chunked body that fills the limit is refused here.
+
+def read_json() -> Any:
+    """Parse the body as JSON whatever its Content-Type, like the tutorial's ``force=True``.
+
+    :raises InvalidInput: the body is not strict JSON (and see :func:`_read_body`).
+    """
+    settings = get_state().settings
+    return parse_json(_read_body(settings.max_body_bytes), settings.max_json_depth)
+
+
+def _read_body(limit: int) -> bytes:
+    """The raw body, within *limit* bytes, uncompressed.
+
+    The size limit is ``max_body_bytes`` (Flask's ``MAX_CONTENT_LENGTH`` too).
+    Werkzeug raises 413 for a declared length over it, but silently truncates
+    a chunked body at the limit, so a chunked body that fills the limit is
+    refused here. The environ is read directly: this runs on every prediction.
 
     :raises UnsupportedMediaType: a compressed body (no decompression bombs).
     :raises PayloadTooLarge: the body is over the limit.
     """
     environ = request.environ
-    encoding = environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
-    if encoding not in ("", "identity"):
+    encoding = environ.get("HTTP_CONTENT_ENCODING")
+    if encoding is not None and encoding.strip().lower() not in ("", "identity"):
         raise UnsupportedMediaType(
-            f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed"
+            f"Content-Encoding {encoding.strip().lower()!r} is not accepted;"
+            " send the body uncompressed"
         )
-    limit = request.max_content_length or 0
-    length = request.content_length
+    length = get_content_length(environ)
     if length is not None:  # the hot path: read exactly what was declared, no stream wrappers
         if length > limit:
             raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
@@ -44,20 +60,12 @@ def read_body() -> bytes:
     return body
 
 
-def read_json() -> Any:
-    """Parse the body as JSON whatever its Content-Type, like the tutorial's ``force=True``.
-
-    :raises InvalidInput: the body is not strict JSON (and see :func:`read_body`).
-    """
-    return parse_json(read_body(), get_state().settings.max_json_depth)
-
-
 def query_flag(name: str) -> bool:
     """Read a boolean query parameter such as ``?proba=true``.
 
     :raises InvalidInput: the value is not a recognisable boolean.
     """
-    if not request.query_string:  # the common case: skip parsing the query string
+    if not request.environ.get("QUERY_STRING"):  # the common case: nothing to parse
         return False
     raw = request.args.get(name)
     if raw is None:

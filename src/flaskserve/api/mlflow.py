@@ -10,8 +10,7 @@ from ..codecs import mlflow
 from ..errors import UnsupportedMediaType
 from .auth import require_api_key
 from .body import read_body, read_json
-from .predict import with_model_headers
-from .state import get_model_to_predict, get_state
+from .state import answered_by, get_model_to_predict, get_state
 
 bp = Blueprint("mlflow", __name__)
 
@@ -38,7 +37,8 @@ def invocations() -> ResponseReturnValue:
         )
     g.rows_predicted = len(rows)
     prediction = model.runtime.predict(rows)
-    return with_model_headers(jsonify(mlflow.encode_predictions(prediction)), model)
+    answered_by(model)
+    return jsonify(mlflow.encode_predictions(prediction))
 
 
 @bp.get("/ping")

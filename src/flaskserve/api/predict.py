@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g
+from flask import Blueprint, g
 from flask.typing import ResponseReturnValue
 
 from ..codecs import records
-from ..runtime.registry import ServedModel
 from .auth import require_api_key
 from .body import json_response, query_flag, read_json
-from .state import get_model_to_predict, get_state
+from .state import answered_by, get_model_to_predict, get_state
 
 bp = Blueprint("predict", __name__)
 bp.before_request(require_api_key)
@@ -28,11 +27,5 @@ def predict(name: str | None = None) -> ResponseReturnValue:
     g.rows_predicted = len(rows)
     prediction = model.runtime.predict(rows, proba=proba)
     body = records.encode_result(prediction, manifest, labels=labels)
-    return with_model_headers(json_response(body), model)
-
-
-def with_model_headers(response: Response, model: ServedModel) -> Response:
-    """Say which model version answered, without touching the tutorial's body."""
-    response.headers["X-Model-Name"] = model.name
-    response.headers["X-Model-Version"] = str(model.version)
-    return response
+    answered_by(model)  # in headers: the body stays the tutorial's
+    return json_response(body)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app, g
+from flask import current_app, g, request
 
 from ..metrics import Metrics
 from ..runtime.registry import ModelRegistry, ServedModel
 from ..settings import Settings
 
 EXTENSION_KEY = "flaskserve"
+#: where a request records the model that answers it, for the response's headers
+ANSWERED_BY = "flaskserve.answered_by"
 
 
 @dataclass(frozen=True)
@@ -42,5 +44,13 @@ def get_model_to_predict(name: str | None = None, version: str | None = None) ->
     Only a model that exists is named, so clients cannot mint metric labels.
     """
     model = get_model(name, version)
-    g.flaskserve_model = model.name
+    g.flaskserve_model = model
     return model
+
+
+def answered_by(model: ServedModel) -> None:
+    """Say in the answer's ``X-Model-Name``/``X-Model-Version`` which model version answered.
+
+    Called once the answer is ready: a refusal names no model version.
+    """
+    request.environ[ANSWERED_BY] = model

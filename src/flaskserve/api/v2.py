@@ -14,8 +14,7 @@ from ..errors import InvalidInput
 from ..runtime.registry import ServedModel, Snapshot
 from .auth import require_admin, require_api_key
 from .body import read_body, read_json
-from .predict import with_model_headers
-from .state import get_model, get_model_to_predict, get_state
+from .state import answered_by, get_model, get_model_to_predict, get_state
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -48,7 +47,8 @@ def model_metadata(name: str, version: str | None = None) -> ResponseReturnValue
     failures = {str(v): why for (n, v), why in snapshot.failures.items() if n == name}
     if failures:  # a newer version that failed its checks shows here while the old one serves
         body.setdefault("parameters", {})["load_failures"] = failures
-    return with_model_headers(jsonify(body), model)
+    answered_by(model)
+    return jsonify(body)
 
 
 @bp.get("/models/<name>/ready")
@@ -70,7 +70,8 @@ def infer(name: str, version: str | None = None) -> ResponseReturnValue:
     body = v2.encode_infer_response(
         prediction, inputs, manifest, model_name=name, model_version=str(model.version)
     )
-    return with_model_headers(jsonify(body), model)
+    answered_by(model)
+    return jsonify(body)
 
 
 @bp.post("/repository/index")

@@ -9,7 +9,7 @@ refused instead of being coerced the way ``np.asarray`` would (``True`` -> 1.0).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,29 +29,30 @@ def decode_rows(payload: Any, feature_names: Sequence[str], max_rows: int) -> np
     :raises PayloadTooLarge: more rows than *max_rows*.
     """
     if isinstance(payload, dict):
-        return np.array([_decode_object(payload, feature_names, "")], dtype=np.float64)
-    if not isinstance(payload, list):
+        payload = [payload]
+        where: Callable[[int], str] = lambda index: ""  # noqa: E731 - one row: no row number
+    elif isinstance(payload, list):
+        if not payload:
+            raise InvalidInput("expected at least one row, got an empty list")
+        if len(payload) > max_rows:
+            raise PayloadTooLarge(
+                f"{len(payload)} rows is over the limit of {max_rows} per request"
+            )
+        where = "row {}: ".format
+    else:
         raise InvalidInput(
             f"expected a JSON object of features or a list of them, got {describe(payload)}"
         )
-    if not payload:
-        raise InvalidInput("expected at least one row, got an empty list")
-    if len(payload) > max_rows:
-        raise PayloadTooLarge(f"{len(payload)} rows is over the limit of {max_rows} per request")
-    first_kind = type(payload[0])
-    rows = []
-    for index, row in enumerate(payload):
-        where = f"row {index}: "
-        if isinstance(row, dict) and first_kind is dict:
-            rows.append(_decode_object(row, feature_names, where))
-        elif isinstance(row, list) and first_kind is list:
-            rows.append(_decode_array(row, feature_names, where))
-        else:
-            expected = "an object of features" if first_kind is dict else "an array of numbers"
-            if first_kind not in (dict, list):
-                expected = "an object of features or an array of numbers"
-            raise InvalidInput(f"{where}expected {expected} like row 0, got {describe(row)}")
-    return np.array(rows, dtype=np.float64)
+    cells = _cells(payload, feature_names, where)
+    # the common case costs a few C loops; any doubt and the rows are walked to name the cell
+    if set(map(type, cells)) <= _NUMBER_TYPES:
+        try:
+            rows = np.array(cells, dtype=np.float64).reshape(len(payload), len(feature_names))
+        except OverflowError:
+            rows = None
+        if rows is not None and np.isfinite(rows).all():
+            return rows
+    return _checked_rows(cells, feature_names, where)
 
 
 def encode_result(
@@ -117,20 +118,54 @@ def check_names(
         raise InvalidInput(f"{where}{'; '.join(problems)} (expected: {', '.join(names)})")
 
 
-def _decode_object(row: dict[str, Any], names: Sequence[str], where: str) -> list[float]:
-    if len(row) != len(names) or any(n not in row for n in names):
-        check_names(list(row), names, where)
-    return [_number(row[n], f"{where}feature {n!r}") for n in names]
+_NUMBER_TYPES = frozenset({float, int})  # exact types: bool is an int subclass, True never 1.0
 
 
-def _decode_array(row: list[Any], names: Sequence[str], where: str) -> list[float]:
-    if len(row) != len(names):
-        raise InvalidInput(
-            f"{where}expected {len(names)} values ({', '.join(names)}), got {len(row)}"
-        )
-    return [
-        _number(value, f"{where}feature {name!r}") for name, value in zip(names, row, strict=True)
+def _cells(payload: list[Any], names: Sequence[str], where: Callable[[int], str]) -> list[Any]:
+    """Every cell, row after row, in feature order; the rows' shape and keys checked."""
+    first_kind = type(payload[0])
+    width = len(names)
+    if first_kind is dict:
+        expected = frozenset(names)
+        for index, row in enumerate(payload):
+            if type(row) is not dict:
+                _wrong_row(row, index, first_kind, where)
+            if row.keys() != expected:  # compared in C: no loop over the names per row
+                check_names(list(row), names, where(index))
+        return [row[n] for row in payload for n in names]
+    if first_kind is list:
+        for index, row in enumerate(payload):
+            if type(row) is not list:
+                _wrong_row(row, index, first_kind, where)
+            if len(row) != width:
+                raise InvalidInput(
+                    f"{where(index)}expected {width} values ({', '.join(names)}), got {len(row)}"
+                )
+        return [cell for row in payload for cell in row]
+    _wrong_row(payload[0], 0, first_kind, where)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _wrong_row(row: Any, index: int, first_kind: type, where: Callable[[int], str]) -> None:
+    expected = "an object of features" if first_kind is dict else "an array of numbers"
+    if first_kind not in (dict, list):
+        expected = "an object of features or an array of numbers"
+    raise InvalidInput(f"{where(index)}expected {expected} like row 0, got {describe(row)}")
+
+
+def _checked_rows(
+    cells: list[Any], names: Sequence[str], where: Callable[[int], str]
+) -> np.ndarray:
+    """The rows, cell by cell: slow, but the error names the first cell that is not a number.
+
+    :raises InvalidInput: a cell is not a finite float64.
+    """
+    width = len(names)
+    values = [
+        _number(value, f"{where(position // width)}feature {names[position % width]!r}")
+        for position, value in enumerate(cells)
     ]
+    return np.array(values, dtype=np.float64).reshape(-1, width)
 
 
 def _number(value: Any, where: str) -> float:
