@@ -170,7 +170,7 @@ def _measure(
             )
             result.errors[connections] = errors
         result.worker_rss_mb = _worker_rss_mb(process.pid)
-        if "flaskserve" in name:
+        if Path(command[0]).name == "flaskserve":  # the model servers, not the ceiling
             result.batch_rows_per_s = _batches(url)
             result.in_process_rows_per_s = _in_process(
                 artifact, "sklearn" if "scikit" in name else "compiled"

@@ -132,6 +132,10 @@ def run_gunicorn(
         # sync workers fed whole requests only (slow clients cost no worker), draining on stop
         "worker_class": "gthread" if threads > 1 else "flaskserve.worker.BufferingSyncWorker",
         "threads": threads,
+        # a worker takes no more connections than it has threads; the rest wait in the shared
+        # listen queue for whichever worker frees a thread first, so concurrent requests spread
+        # evenly and batches fill (16 clients on 2 workers were measured split 12/4 otherwise)
+        "worker_connections": threads,
         "timeout": 30,
         "graceful_timeout": 30,
         "accesslog": None,  # the app writes its own structured access log (FLASKSERVE_ACCESS_LOG)

@@ -36,7 +36,8 @@ class Settings:
     :param batching: coalesce concurrent requests to a scikit-learn model into one call
         (effective with threaded workers, ``flaskserve serve --threads``).
     :param batch_max_rows: the most rows one coalesced call receives.
-    :param batch_wait_ms: how long a batch waits for more requests; 0: only what queued.
+    :param batch_wait_ms: under concurrency, how long a batch waits for more requests
+        (a request that arrives alone never waits); 0: only what queued.
     :param api_keys: comma-separated keys; when set, prediction and model endpoints need one
         (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``).
     :param access_log: log one JSON line per request (request id, model, status, latency).
@@ -56,7 +57,7 @@ class Settings:
     runtime: str = "auto"
     batching: bool = True
     batch_max_rows: int = 256
-    batch_wait_ms: float = 1.0
+    batch_wait_ms: float = 5.0
     api_keys: str | None = None
     access_log: bool = False
     request_timeout: float = 30.0

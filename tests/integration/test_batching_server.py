@@ -43,3 +43,26 @@ def test_concurrent_clients_get_their_own_rows(
     for rows, (labels, probabilities) in zip(batches, answers, strict=True):
         assert labels == estimator.predict(rows).tolist()
         np.testing.assert_array_equal(probabilities, estimator.predict_proba(rows))
+
+
+def test_more_clients_than_threads_are_all_answered(
+    model_dir: Path, start: Callable[..., LiveServer]
+) -> None:
+    """A worker takes only as many connections as it has threads; the rest wait their turn."""
+    args = [str(BIN / "flaskserve"), "serve", str(model_dir), "--port", "{port}", "--workers", "2"]
+    server = start([*args, "--runtime", "sklearn", "--threads", "2"])
+    row = dict(zip(FEATURES, [5.9, 3.0, 5.1, 1.8], strict=True))
+
+    def call(_: int) -> list[int]:
+        with requests.Session() as session:  # each client keeps its connection open
+            answers = [
+                session.post(f"{server.url}/predict", json=row, timeout=60) for _ in range(3)
+            ]
+        assert all(a.status_code == 200 for a in answers)
+        result: list[int] = answers[-1].json()["result"]
+        return result
+
+    with ThreadPoolExecutor(24) as pool:  # 24 clients, 4 threads in all
+        results = list(pool.map(call, range(24)))
+    assert results == [[2]] * 24
+    assert requests.get(f"{server.url}/health", timeout=10).status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -129,17 +130,38 @@ def test_one_failing_request_does_not_fail_its_batch(forest: Runtime) -> None:
         np.testing.assert_array_equal(results[i].predictions, forest.predict(good).predictions)
 
 
-def test_wait_gathers_sequential_arrivals(forest: Runtime) -> None:
+def test_a_lone_request_does_not_wait(forest: Runtime) -> None:
     counter = CallCounter(forest)
-    batching = BatchingRuntime(counter, max_rows=256, max_wait_ms=300)
+    batching = BatchingRuntime(counter, max_rows=256, max_wait_ms=5_000)
     x = load_iris()["data"]
+    started = time.monotonic()
+    batching.predict(x[:1])
+    batching.predict(x[1:2])
+    assert time.monotonic() - started < 4  # waiting for company would have taken 5 s each
+    assert counter.calls == [1, 1]
+
+
+def test_under_concurrency_a_batch_waits_for_company(forest: Runtime) -> None:
+    hold = threading.Event()
+    counter = CallCounter(forest, hold)
+    batching = BatchingRuntime(counter, max_rows=256, max_wait_ms=1_000)
+    x = load_iris()["data"]
+    # a burst: requests queue behind a held call, so the next batch holds more than one
+    timer = threading.Timer(0.2, hold.set)
+    timer.start()
+    _call_concurrently(batching, [x[i : i + 1] for i in range(6)], [False] * 6)
+    timer.join()
+    assert max(counter.calls) > 1
+    counter.calls.clear()
+    # then arrivals 50 ms apart: the batch waits for them and makes one call
     results: list[Any] = []
     threads = []
-    for i in range(4):
+    for i in range(3):
         thread = threading.Thread(target=lambda i=i: results.append(batching.predict(x[i : i + 1])))
         thread.start()
         threads.append(thread)
+        time.sleep(0.05)
     for thread in threads:
         thread.join(10)
-    assert len(results) == 4
-    assert len(counter.calls) < 4
+    assert len(results) == 3
+    assert counter.calls == [3]
