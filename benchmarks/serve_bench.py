@@ -1,11 +1,13 @@
 """Benchmark flaskserve against the tutorial's server and the framework's ceiling.
 
-One run, one machine: trains the tutorial model, starts each server on a free
-loopback port with the same gunicorn worker count, drives it with wrk (Debian's
-``wrk`` package) at concurrency 1 and 16 with the tutorial's single-row request,
-sends 1,000- and 10,000-row batches, and prints a Markdown table with ratios.
+One run, one machine: trains the tutorial model, starts every server on a free
+loopback port with the same gunicorn worker count, drives each in turn with wrk
+(Debian's ``wrk`` package) at concurrency 1 and 16 with the tutorial's
+single-row request, for ``--rounds`` interleaved rounds (each server's median
+round is reported), sends 1,000- and 10,000-row batches, and prints a Markdown
+table with ratios.
 
-    python benchmarks/serve_bench.py [--duration 10] [--workers 2]
+    python benchmarks/serve_bench.py [--duration 10] [--workers 2] [--rounds 3]
 
 Traffic goes to 127.0.0.1 only, and every load run is bounded in time.
 """
@@ -38,13 +40,16 @@ FEATURES = list(ROW)
 @dataclass
 class Result:
     name: str
-    rps: dict[int, float] = field(default_factory=dict)
-    p50: dict[int, float] = field(default_factory=dict)
-    p99: dict[int, float] = field(default_factory=dict)
+    rounds: dict[int, list[tuple[float, float, float]]] = field(default_factory=dict)
     errors: dict[int, int] = field(default_factory=dict)
     batch_rows_per_s: dict[str, float] = field(default_factory=dict)
     in_process_rows_per_s: dict[int, float] = field(default_factory=dict)
     worker_rss_mb: float = 0.0
+
+    def median(self, connections: int) -> tuple[float, float, float]:
+        """req/s, p50 and p99 of the round with the median req/s."""
+        runs = sorted(self.rounds[connections])
+        return runs[len(runs) // 2]
 
 
 def main() -> None:
@@ -53,16 +58,16 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for every server")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of load over every server; medians reported"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
     with tempfile.TemporaryDirectory(prefix="flaskserve-bench-") as tmp:
         work = Path(tmp)
         artifact = _prepare(work)
-        results = [
-            _measure(name, command, env, work, args, artifact)
-            for name, command, env in _servers(work, artifact, args.workers)
-        ]
+        results = _measure_all(_servers(work, artifact, args.workers), work, args, artifact)
     _print_table(results, args)
 
 
@@ -140,46 +145,52 @@ def _servers(
     ]
 
 
-def _measure(
-    name: str,
-    command: list[str],
-    env: dict[str, str],
+def _measure_all(
+    servers: list[tuple[str, list[str], dict[str, str]]],
     work: Path,
     args: argparse.Namespace,
     artifact: Path,
-) -> Result:
-    port = _free_port()
-    process = subprocess.Popen(
-        [part.replace("{port}", str(port)) for part in command],
-        env={**os.environ, "FLASKSERVE_POLL_SECONDS": "0", **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    result = Result(name)
+) -> list[Result]:
+    """Start every server, then load them in turn, round after round.
+
+    A shared machine drifts by 10-20% over minutes; interleaving the servers and
+    taking each one's median round keeps that drift out of the ratios.
+    """
+    running: list[tuple[Result, list[str], subprocess.Popen[bytes], str]] = []
     try:
-        _wait_ready(url)
-        _wrk(url, 2, 4, work)  # warm up every worker
-        for connections in (1, 16):
-            rps, p50, p99, errors = _wrk(url, args.duration, connections, work)
-            result.rps[connections], result.p50[connections], result.p99[connections] = (
-                rps,
-                p50,
-                p99,
+        for name, command, env in servers:
+            port = _free_port()
+            process = subprocess.Popen(
+                [part.replace("{port}", str(port)) for part in command],
+                env={**os.environ, "FLASKSERVE_POLL_SECONDS": "0", **env},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
             )
-            result.errors[connections] = errors
-        result.worker_rss_mb = _worker_rss_mb(process.pid)
-        if Path(command[0]).name == "flaskserve":  # the model servers, not the ceiling
-            result.batch_rows_per_s = _batches(url)
-            result.in_process_rows_per_s = _in_process(
-                artifact, "sklearn" if "scikit" in name else "compiled"
-            )
+            running.append((Result(name), command, process, f"http://127.0.0.1:{port}"))
+        for _, _, _, url in running:
+            _wait_ready(url)
+            _wrk(url, 2, 4, work)  # warm up every worker
+        for round_number in range(args.rounds):
+            for result, _, _, url in running:
+                for connections in (1, 16):
+                    rps, p50, p99, errors = _wrk(url, args.duration, connections, work)
+                    result.rounds.setdefault(connections, []).append((rps, p50, p99))
+                    result.errors[connections] = result.errors.get(connections, 0) + errors
+            print(f"round {round_number + 1} of {args.rounds} done", file=sys.stderr)
+        for result, command, process, url in running:
+            result.worker_rss_mb = _worker_rss_mb(process.pid)
+            if Path(command[0]).name == "flaskserve":  # the model servers, not the ceiling
+                result.batch_rows_per_s = _batches(url)
+                result.in_process_rows_per_s = _in_process(
+                    artifact, "sklearn" if "scikit" in result.name else "compiled"
+                )
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    print(f"measured {name}", file=sys.stderr)
-    return result
+        for _, _, process, _ in running:
+            os.killpg(process.pid, signal.SIGTERM)
+        for _, _, process, _ in running:
+            process.wait(timeout=30)
+    return [result for result, _, _, _ in running]
 
 
 def _wait_ready(url: str) -> None:
@@ -302,18 +313,24 @@ def _free_port() -> int:
 
 def _print_table(results: list[Result], args: argparse.Namespace) -> None:
     tutorial, ceiling = results[0], results[-1]
+    base_rps, _, base_p99 = tutorial.median(16)
+    ceiling_rps = ceiling.median(16)[0]
     print(
-        f"\n{os.cpu_count()} cores, {args.workers} gunicorn workers each, wrk on the same machine, {args.duration} s per run\n"
+        f"\n{os.cpu_count()} cores, {args.workers} gunicorn workers each, wrk on the same machine,"
+        f" {args.duration} s per run, median of {args.rounds} interleaved rounds\n"
     )
     print(
-        "| server | req/s c=1 | p50/p99 ms c=1 | req/s c=16 | p50/p99 ms c=16 | × (a) c=16 | p99 ÷ (a) | % of (d) c=16 | errors | worker RSS MB |"
+        "| server | req/s c=1 | p50/p99 ms c=1 | req/s c=16 | p50/p99 ms c=16 | × (a) c=16 | p99 ÷ (a) | % of (d) c=16 | c=16 rounds | errors | worker RSS MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
+        rps1, p50_1, p99_1 = r.median(1)
+        rps, p50, p99 = r.median(16)
+        rounds = " / ".join(f"{run[0]:.0f}" for run in r.rounds[16])
         print(
-            f"| {r.name} | {r.rps[1]:.0f} | {r.p50[1]:.2f} / {r.p99[1]:.2f} | {r.rps[16]:.0f} | {r.p50[16]:.2f} / {r.p99[16]:.2f} "
-            f"| {r.rps[16] / tutorial.rps[16]:.1f}× | {tutorial.p99[16] / r.p99[16]:.1f}× | {100 * r.rps[16] / ceiling.rps[16]:.0f}% "
-            f"| {sum(r.errors.values())} | {r.worker_rss_mb:.0f} |"
+            f"| {r.name} | {rps1:.0f} | {p50_1:.2f} / {p99_1:.2f} | {rps:.0f} | {p50:.2f} / {p99:.2f} "
+            f"| {rps / base_rps:.1f}× | {base_p99 / p99:.1f}× | {100 * rps / ceiling_rps:.0f}% "
+            f"| {rounds} | {sum(r.errors.values())} | {r.worker_rss_mb:.0f} |"
         )
     print("\n| server | batch | rows/s over HTTP | rows/s in process | HTTP ÷ in-process |")
     print("|---|---|---|---|---|")
