@@ -76,3 +76,28 @@ def test_nesting_past_the_limit_is_a_client_error(body: bytes) -> None:
 def test_many_shallow_brackets_are_not_deep() -> None:
     rows = b"[" + b",".join([b'{"a": [1, 2]}'] * 5000) + b"]"
     assert len(parse_json(rows, max_depth=3)) == 5000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'[{"a": 1, "b": 2}, {"a": 1, "a": 2}]',
+        b'{"inputs": [{"name": "x", "parameters": {"k": 1, "k": 2}}]}',
+        b'{"a": {"b": [{"c": {"d": 1, "d": 2}}]}}',
+        b'{"a": "x:y", "a": 1}',
+        b'[[{"a": 1, "a": 1}]]',
+    ],
+    ids=["in-a-record", "three-levels-down", "deep", "colon-in-a-string", "inside-arrays"],
+)
+def test_a_repeated_key_is_found_at_any_depth(body: bytes) -> None:
+    """The fast path trusts a body only when every colon is a key it counted."""
+    with pytest.raises(InvalidInput, match="appears more than once"):
+        parse_json(body)
+
+
+def test_colons_in_strings_and_deep_objects_parse_as_written() -> None:
+    body = b'{"time": "12:30:00", "inputs": [{"parameters": {"a": {"b": 1}}}]}'
+    assert parse_json(body) == {
+        "time": "12:30:00",
+        "inputs": [{"parameters": {"a": {"b": 1}}}],
+    }
