@@ -69,16 +69,17 @@ def _finish(response: Response) -> Response:
     endpoint = rule.rule if rule is not None else "unmatched"
     # only predictions are labelled with their model: metadata requests would skew its figures
     predicted: ServedModel | None = g.get("flaskserve_model")
+    # rows and the version gauge count answers only, not refusals
+    answered: ServedModel | None = environ.get(ANSWERED_BY)
     state.metrics.record(
         endpoint,
         predicted.name if predicted is not None else "",
-        str(predicted.version) if predicted is not None else None,
+        str(answered.version) if answered is not None else None,
         response.status_code,
         seconds,
         g.get("rows_predicted"),
     )
     if state.settings.access_log:
-        answered: ServedModel | None = environ.get(ANSWERED_BY)
         record = {
             "request_id": environ.get(_REQUEST_ID_KEY),
             "method": request.method,
