@@ -400,7 +400,9 @@ def test_readiness_never_early(model_dir: Path, tmp_path: Path) -> None:
             probes.append(Probe(now - began, ready, health, predict))
             if ready == 200 and first_ready is None:
                 first_ready = now
-            if first_ready is not None and now - first_ready > 3:
+            # at least 3 s and 20 probes once ready: a loaded CI machine can make probes slow
+            ready_probes = sum(1 for p in probes if p.ready == 200)
+            if first_ready is not None and now - first_ready > 3 and ready_probes >= 20:
                 break
             time.sleep(0.05)
     finally:
@@ -422,5 +424,5 @@ def test_readiness_never_early(model_dir: Path, tmp_path: Path) -> None:
         assert probe.ready == 200, probe
         assert probe.health == 200, probe
         assert probe.predict is not None and probe.predict.kind == "ok", probe
-    assert len(probes) - first >= 20  # ~3 s of probes after the first 200
+    assert len(probes) - first >= 20  # at least 3 s and 20 probes after the first 200
     assert process.returncode == 0
