@@ -406,12 +406,7 @@ def test_readiness_never_early(model_dir: Path, tmp_path: Path) -> None:
                 break
             time.sleep(0.05)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=35)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        LiveServer(url, process, log).stop(timeout=35)
     timeline = Counter((p.ready, p.health) for p in probes)
     assert first_ready is not None, f"never ready: {timeline}\n{log.read_text()}"
     ready_at = first_ready - began
