@@ -10,7 +10,7 @@ Without ``--url`` it trains the tutorial model (or takes ``--model-dir``) and st
 ``flaskserve serve`` on a free 127.0.0.1 port itself. Client threads post the valid rows
 stored in the artifact's manifest (answers known from training) mixed with invalid bodies
 of six kinds, each of which must get a 4xx JSON error. Once a second it reads every
-worker's RSS and open file descriptors from ``/proc`` (workers are the children of the
+worker's RSS and open file descriptors (less its live client connections) from ``/proc`` (workers are the children of the
 gunicorn master). It prints requests by status, 5xx, transport errors, req/s, p50/p99
 latency and, per worker, the RSS at the end of the warm-up, at the end, and the slope of a
 least-squares fit over the samples after the warm-up; the last line is ``SOAK_RESULT
@@ -236,10 +236,38 @@ def rss_kb(pid: int) -> int | None:
 
 
 def fd_count(pid: int) -> int | None:
+    """Open descriptors, less the live client connections (kept alive, their number varies).
+
+    A leaked connection is not live: its client has gone and it sits in CLOSE_WAIT, counted.
+    """
     try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
+        fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return None
+    live = _established_socket_inodes(pid)
+    count = 0
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if not (link.startswith("socket:[") and link[len("socket:[") : -1] in live):
+            count += 1
+    return count
+
+
+def _established_socket_inodes(pid: int) -> set[str]:
+    inodes: set[str] = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "01":  # TCP_ESTABLISHED
+                inodes.add(fields[9])
+    return inodes
 
 
 def sample_workers(master: int, began: float, seconds: float, samples: Samples) -> None:

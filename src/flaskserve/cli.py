@@ -133,6 +133,13 @@ _THREADS = click.option(
     help="Threads per worker [default: 8 when a model runs on scikit-learn (its calls are"
     " batched), else 1].",
 )
+_KEEPALIVE = click.option(
+    "--keepalive",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Seconds an idle connection is kept open for its next request; 0: close after each.",
+)
 _RUNTIME = click.option(
     "--runtime",
     type=click.Choice(RUNTIME_CHOICES),
@@ -158,6 +165,7 @@ _RUNTIME = click.option(
 )
 @_RUNTIME
 @_THREADS
+@_KEEPALIVE
 def serve(model_dir: Path, **options: Any) -> None:
     """Serve MODEL_DIR (default build/iris): one artifact, or a <name>/<version>/ repository."""
     _serve(model_dir, **options)
@@ -171,6 +179,7 @@ def serve(model_dir: Path, **options: Any) -> None:
 )
 @_RUNTIME
 @_THREADS
+@_KEEPALIVE
 def quickstart(**options: Any) -> None:
     """Train the tutorial's iris model into build/iris if missing, then serve it."""
     if not (DEFAULT_MODEL_DIR / MANIFEST_NAME).exists():
@@ -207,6 +216,7 @@ def _serve(
     workers: int | None,
     runtime: str | None,
     threads: int | None = None,
+    keepalive: int = 2,
     dev: bool = False,
     debugger: bool = False,
     access_log: bool = False,
@@ -240,7 +250,9 @@ def _serve(
         metrics_dir.mkdir()
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
         workers = workers or server.default_workers()
-        server.run_gunicorn(settings, host=host, port=port, workers=workers, threads=threads)
+        server.run_gunicorn(
+            settings, host=host, port=port, workers=workers, threads=threads, keepalive=keepalive
+        )
 
 
 class _BatchFailed(click.ClickException):

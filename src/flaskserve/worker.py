@@ -9,6 +9,13 @@ has arrived, the way a buffering proxy (nginx) does. Waiting costs a few kB per
 connection, never a worker. A request body over :data:`BUFFER_LIMIT` is handed
 over once its headers are in and is read as it comes, as before.
 
+Connections are kept alive (HTTP/1.1 keep-alive, for gunicorn's ``keepalive``
+seconds, 2 by default; ``flaskserve serve --keepalive 0`` turns it off): an
+answered connection goes back among those waiting, without blocking, for their
+next request, so a client's next request costs no new TCP connection. A
+worker that dies then loses the requests already sent on its open connections,
+none of which the app has seen (see README, Reliability).
+
 On SIGTERM the worker also stops new connections from being taken and answers
 every one already queued before it exits (see :mod:`flaskserve.listener`).
 """
@@ -24,8 +31,11 @@ import selectors
 import socket
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from gunicorn import http, util
+from gunicorn.http import wsgi
 from gunicorn.workers.sync import SyncWorker
 
 from .listener import refuse_new_connections
@@ -43,6 +53,12 @@ DEFER_ACCEPT_SECONDS = 5
 DRAIN_SECONDS = 10.0
 #: ... and how long the queue must stay empty first: handshakes under way still complete.
 DRAIN_QUIET_SECONDS = 0.2
+#: The longest an answer waits for the unread rest of its request body before keep-alive.
+DRAIN_BODY_SECONDS = 1.0
+#: Requests one kept-alive connection may carry; its last answer says ``Connection: close``
+#: and the client reconnects to whichever worker is free, so workers share long-lived
+#: clients (nginx's ``keepalive_requests`` does the same).
+KEEPALIVE_REQUESTS = 100
 
 _HEADER_END = b"\r\n\r\n"
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n)", re.IGNORECASE)
@@ -59,14 +75,20 @@ class _Arriving:
     listener: Any
     deadline: float
     data: bytearray = field(default_factory=bytearray)
+    #: kept alive after an answer, and nothing of a next request has come yet
+    idle: bool = False
+    #: requests already answered on this connection
+    answered: int = 0
 
 
 class ReplayingSocket:
     """A client socket whose first reads return the bytes already received from it."""
 
-    def __init__(self, sock: socket.socket, received: bytes) -> None:
+    def __init__(self, sock: socket.socket, received: bytes, answered: int = 0) -> None:
         self._sock = sock
         self._received = received
+        #: requests already answered on this connection (keep-alive)
+        self.answered = answered
         # bound once: gunicorn calls these for every response, __getattr__ would look them up
         self.sendall = sock.sendall
         self.send = sock.send
@@ -77,6 +99,15 @@ class ReplayingSocket:
             chunk, self._received = self._received[:size], self._received[size:]
             return chunk
         return self._sock.recv(size, *flags)
+
+    @property
+    def raw(self) -> socket.socket:
+        return self._sock
+
+    def take_unread(self) -> bytes:
+        """The received bytes nobody read yet (a pipelined next request), now taken."""
+        unread, self._received = self._received, b""
+        return unread
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -115,6 +146,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         self._timeout_response = _timeout_response(settings.request_timeout)
         self._selector = selectors.DefaultSelector()
         self._arriving: dict[int, _Arriving] = {}
+        self._soonest = float("inf")  # no deadline among the waiting connections comes before
         for listener in self.sockets:
             listener.setblocking(False)
             _defer_accept(listener.sock)
@@ -122,9 +154,10 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         self._selector.register(self.PIPE[0], selectors.EVENT_READ, "wakeup")
         while self.alive:
             self.notify()
-            # like gunicorn's: take what is queued before waiting, so a busy worker never selects
-            if not self._accept_queued():
-                self._step(timeout=1.0)
+            # one new connection, then the kept-alive ones that are ready: a worker takes no
+            # more of the queue than it can answer while its siblings are free to take the rest
+            accepted = self._accept_queued()
+            self._step(timeout=0.0 if accepted else 1.0)
             if not self.is_parent_alive():
                 return
         self._drain()
@@ -148,15 +181,17 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
                         progressed = True
                     else:
                         self._track(arriving)
-        if self._arriving:
-            self._expire(time.monotonic())
+        now = time.monotonic()
+        if now >= self._soonest:
+            self._expire(now)
         return progressed
 
     def _wait(self, timeout: float) -> float:
-        if not self._arriving:
-            return timeout
-        soonest = min(a.deadline for a in self._arriving.values())
-        return max(0.0, min(timeout, soonest - time.monotonic()))
+        return max(0.0, min(timeout, self._soonest - time.monotonic()))
+
+    def _set_deadline(self, arriving: _Arriving, deadline: float) -> None:
+        arriving.deadline = deadline
+        self._soonest = min(self._soonest, deadline)
 
     def _accept_from(self, listener: Any) -> bool:
         """Take one queued connection, answered at once if its request is all there."""
@@ -186,9 +221,16 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             return False
         except OSError:
             chunk = b""
-        if not chunk:  # the client gave up before its request was whole
+        if not chunk:  # the client closed, or gave up before its request was whole
             arriving.client.close()
             return True
+        if arriving.idle:  # a kept-alive connection's next request begins: its own deadline
+            arriving.idle = False
+            self._set_deadline(arriving, time.monotonic() + self._arrival_seconds)
+        return self._take(arriving, chunk)
+
+    def _take(self, arriving: _Arriving, chunk: bytes) -> bool:
+        """Add *chunk*; answer the request once whole. Whether the connection left our hands."""
         if not arriving.data and request_is_whole(chunk):  # the usual case: all in one read
             whole = chunk
         else:
@@ -197,8 +239,82 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
                 return False
             whole = bytes(arriving.data)
         arriving.client.setblocking(True)
-        self.handle(arriving.listener, ReplayingSocket(arriving.client, whole), arriving.address)
+        replaying = ReplayingSocket(arriving.client, whole, arriving.answered)
+        self.handle(arriving.listener, replaying, arriving.address)
         return True
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        """Answer one request; then keep the connection alive or close it."""
+        if self.cfg.is_ssl or self.cfg.keepalive <= 0 or not isinstance(client, ReplayingSocket):
+            super().handle(listener, client, addr)  # gunicorn's: one request, then close
+            return
+        req = None
+        keep = False
+        try:
+            parser = http.get_parser(self.cfg, client, addr)
+            req = next(parser)
+            keep = self._answer(listener, req, client, addr) and parser.finish_body(
+                deadline=time.monotonic() + DRAIN_BODY_SECONDS
+            )
+            # a pipelined next request closes the connection, as gunicorn's sync worker does
+            keep = keep and not (parser.unreader.take_buffered() or client.take_unread())
+        except http.errors.NoMoreData as e:
+            self.log.debug("Ignored premature client disconnection. %s", e)
+        except StopIteration as e:
+            self.log.debug("Closing connection. %s", e)
+        except OSError as e:
+            if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                self.log.exception("Socket error processing request.")
+        except BaseException as e:  # gunicorn's answer: 400 for bad requests, 500 otherwise
+            self.handle_error(req, client, addr, e)
+        if keep:  # wait, without blocking, for the connection's next request
+            client.raw.setblocking(False)
+            deadline = time.monotonic() + self.cfg.keepalive
+            answered = client.answered + 1
+            self._track(
+                _Arriving(client.raw, addr, listener, deadline, idle=True, answered=answered)
+            )
+        else:
+            util.close_graceful(client)
+
+    def _answer(self, listener: Any, req: Any, client: ReplayingSocket, addr: Any) -> bool:
+        """gunicorn's sync ``handle_request``, less its forced close: whether to keep alive."""
+        environ: dict[str, Any] = {}
+        resp = None
+        try:
+            self.cfg.pre_request(self, req)
+            request_start = datetime.now()
+            resp, environ = wsgi.create(req, client, addr, listener.getsockname(), self.cfg)
+            self.nr += 1
+            if self.nr >= self.max_requests:
+                self.log.info("Autorestarting worker after current request.")
+                self.alive = False
+            if not self.alive or client.answered + 1 >= KEEPALIVE_REQUESTS:
+                resp.force_close()  # stopping, recycling, or time to move: the client reconnects
+            respiter = self.wsgi(environ, resp.start_response)
+            try:
+                if isinstance(respiter, environ["wsgi.file_wrapper"]):
+                    resp.write_file(respiter)
+                else:
+                    for item in respiter:
+                        resp.write(item)
+                resp.close()
+            finally:
+                self.log.access(resp, req, environ, datetime.now() - request_start)
+                if hasattr(respiter, "close"):
+                    respiter.close()
+        except (Exception, SystemExit):
+            if resp is not None and resp.headers_sent:
+                # an answer already begun cannot become an error page: drop the connection
+                self.log.exception("Error handling request")
+                raise StopIteration() from None
+            raise
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
+        return not resp.should_close()
 
     def _track(self, arriving: _Arriving) -> None:
         """Wait for the rest of its request without blocking; the oldest goes past the cap."""
@@ -208,19 +324,26 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             oldest.client.close()
         self._arriving[arriving.client.fileno()] = arriving
         self._selector.register(arriving.client, selectors.EVENT_READ, arriving)
+        self._soonest = min(self._soonest, arriving.deadline)
 
     def _forget(self, arriving: _Arriving) -> None:
         self._arriving.pop(arriving.client.fileno(), None)
         self._selector.unregister(arriving.client)
 
     def _expire(self, now: float) -> None:
+        """Close the connections past their deadline; note the next deadline."""
+        self._soonest = min((a.deadline for a in self._arriving.values()), default=float("inf"))
+        if self._soonest > now:
+            return
         for arriving in [a for a in self._arriving.values() if a.deadline <= now]:
             self._forget(arriving)
-            try:
-                arriving.client.send(self._timeout_response)
-            except OSError:
-                pass
+            if not arriving.idle:  # a request began and did not finish: say so
+                try:
+                    arriving.client.send(self._timeout_response)
+                except OSError:
+                    pass
             arriving.client.close()
+        self._soonest = min((a.deadline for a in self._arriving.values()), default=float("inf"))
 
     def _drain(self) -> None:
         """Take no new connection; answer those queued or arriving; then return."""
@@ -232,10 +355,16 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
             self.notify()
-            if self._accept_queued() or self._step(timeout=0.005) or self._arriving:
+            # answers now close their connection; an idle kept-alive one may still send
+            # a request, answered while the queue stays quiet, and is closed after
+            arriving = any(not a.idle for a in self._arriving.values())
+            if self._accept_queued() or self._step(timeout=0.005) or arriving:
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since > DRAIN_QUIET_SECONDS:
-                return
+                break
+        for waiting in list(self._arriving.values()):
+            self._forget(waiting)
+            waiting.client.close()
 
 
 def _defer_accept(sock: socket.socket) -> None:

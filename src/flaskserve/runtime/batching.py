@@ -24,6 +24,8 @@ import numpy as np
 from ..artifact import ModelManifest
 from .base import Prediction, Runtime
 
+_REMEMBERED_BATCHES = 8
+
 
 @dataclass
 class _Pending:
@@ -48,7 +50,8 @@ class BatchingRuntime:
         self._queue: deque[_Pending] = deque()
         self._ready = threading.Condition()
         self._worker_pid: int | None = None
-        self._last_batch_size = 0
+        # sizes of the latest batches: the largest is the company a new batch expects
+        self._recent_sizes: deque[int] = deque([0], maxlen=_REMEMBERED_BATCHES)
 
     @property
     def kind(self) -> str:
@@ -90,18 +93,20 @@ class BatchingRuntime:
         with self._ready:
             while not self._queue:
                 self._ready.wait()
-            # alone, a request runs at once; under concurrency the next batch waits for company
-            wait = self._max_wait if self._last_batch_size > 1 else 0.0
-            deadline = time.monotonic() + wait
+            # alone, a request runs at once; under concurrency the next batch waits for the
+            # company recent batches had, and no longer than max_wait
+            expected = max(self._recent_sizes)
+            deadline = time.monotonic() + (self._max_wait if expected > 1 else 0.0)
             batch, rows = [], 0
             while True:
                 while self._queue and rows + len(self._queue[0].rows) <= self._max_rows:
                     rows += len(self._queue[0].rows)
                     batch.append(self._queue.popleft())
                 remaining = deadline - time.monotonic()
-                if not batch or rows >= self._max_rows or self._queue or remaining <= 0:
+                full = rows >= self._max_rows or len(batch) >= expected or bool(self._queue)
+                if not batch or full or remaining <= 0:
                     batch = batch or [self._queue.popleft()]
-                    self._last_batch_size = len(batch)
+                    self._recent_sizes.append(len(batch))
                     return batch
                 self._ready.wait(remaining)
 
