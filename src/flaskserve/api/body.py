@@ -60,14 +60,18 @@ def _read_body(limit: int) -> bytes:
     return body
 
 
-def query_flag(name: str) -> bool:
-    """Read a boolean query parameter such as ``?proba=true``.
+def query_flags(*names: str) -> tuple[bool, ...]:
+    """Read boolean query parameters such as ``?proba=true``, each ``False`` when absent.
 
-    :raises InvalidInput: the value is not a recognisable boolean.
+    :raises InvalidInput: a value is not a recognisable boolean.
     """
     if not request.environ.get("QUERY_STRING"):  # the common case: nothing to parse
-        return False
-    raw = request.args.get(name)
+        return (False,) * len(names)
+    args = request.args
+    return tuple(_flag(name, args.get(name)) for name in names)
+
+
+def _flag(name: str, raw: str | None) -> bool:
     if raw is None:
         return False
     value = raw.strip().lower()

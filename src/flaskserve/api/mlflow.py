@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from .. import __version__
@@ -35,9 +35,8 @@ def invocations() -> ResponseReturnValue:
         raise UnsupportedMediaType(
             f"Content-Type {shown!r} is not accepted; send application/json or text/csv"
         )
-    g.rows_predicted = len(rows)
     prediction = model.runtime.predict(rows)
-    answered_by(model)
+    answered_by(model, rows=len(rows))
     return jsonify(mlflow.encode_predictions(prediction))
 
 

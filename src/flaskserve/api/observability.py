@@ -1,9 +1,10 @@
 """Request ids, model headers, metrics and a structured access log (never the payload).
 
-The headers every answer carries are added by a thin WSGI layer, not by Flask
-hooks: it sees every answer, including those Flask builds for its own errors,
-and appending to the header list costs a fraction of Werkzeug's checked
-``headers[...] = value`` on a path that answers in a few hundred microseconds.
+All of it happens in a thin WSGI layer, not in Flask hooks: it sees every answer,
+including those Flask builds for its own errors; appending to the header list
+costs a fraction of Werkzeug's checked ``headers[...] = value``; and it reads
+what it reports from the WSGI environ rather than through Flask's context-local
+proxies (about a microsecond each), on a path that answers in a few hundred.
 """
 
 from __future__ import annotations
@@ -16,16 +17,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask
 
 from ..runtime.registry import ServedModel
-from .state import ANSWERED_BY, get_state
+from .state import ANSWERED_BY, EXTENSION_KEY, PREDICTING, ROWS_ANSWERED, ServerState
 
 access_logger = logging.getLogger("flaskserve.access")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_STARTED = "flaskserve.started"
-_REQUEST_ID_KEY = "flaskserve.request_id"
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -33,61 +32,70 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 def register_request_logging(app: Flask) -> None:
     """Give every request an id (the client's ``X-Request-ID`` if sane), count it, log it."""
-    app.wsgi_app = RequestHeaders(app.wsgi_app)  # type: ignore[method-assign]
-    app.after_request(_finish)
+    app.wsgi_app = RequestObserver(app.wsgi_app, app.extensions[EXTENSION_KEY])  # type: ignore[method-assign]
 
 
-class RequestHeaders:
-    """WSGI middleware: start the clock, pick the request id, add the answer's headers."""
+class RequestObserver:
+    """WSGI middleware: start the clock, pick the request id, add the answer's headers, and
+    record the answer in the metrics and the access log once its status is known.
 
-    def __init__(self, app: WSGIApp) -> None:
+    What a view has to report (the model asked for and the one that answered, the rows) it
+    leaves in the WSGI environ (:mod:`.state`), which this layer reads without going
+    through Flask's context-local proxies.
+    """
+
+    def __init__(self, app: WSGIApp, state: ServerState) -> None:
         self._app = app
+        self._state = state
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        environ[_STARTED] = time.perf_counter()
+        started = time.perf_counter()
         offered = environ.get("HTTP_X_REQUEST_ID")
         request_id = offered if offered and _REQUEST_ID.fullmatch(offered) else os.urandom(16).hex()
-        environ[_REQUEST_ID_KEY] = request_id
+        observed = False
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            nonlocal observed
             headers.append(("X-Request-ID", request_id))
-            model = environ.get(ANSWERED_BY)
-            if model is not None:
-                headers.append(("X-Model-Name", model.name))
-                headers.append(("X-Model-Version", str(model.version)))
+            answered: ServedModel | None = environ.get(ANSWERED_BY)
+            if answered is not None:
+                headers.append(("X-Model-Name", answered.name))
+                headers.append(("X-Model-Version", str(answered.version)))
+            if not observed:  # start_response may be called again, with exc_info
+                observed = True
+                self._observe(environ, int(status[:3]), time.perf_counter() - started, request_id)
             return start_response(status, headers, exc_info)
 
         return self._app(environ, start)
 
-
-def _finish(response: Response) -> Response:
-    environ = request.environ
-    seconds = time.perf_counter() - environ.get(_STARTED, time.perf_counter())
-    state = get_state()
-    # the route's pattern, not the raw path: label values must stay few
-    rule = request.url_rule
-    endpoint = rule.rule if rule is not None else "unmatched"
-    # only predictions are labelled with their model: metadata requests would skew its figures
-    predicted: ServedModel | None = g.get("flaskserve_model")
-    # rows and the version gauge count answers only, not refusals
-    answered: ServedModel | None = environ.get(ANSWERED_BY)
-    state.metrics.record(
-        endpoint,
-        predicted.name if predicted is not None else "",
-        str(answered.version) if answered is not None else None,
-        response.status_code,
-        seconds,
-        g.get("rows_predicted"),
-    )
-    if state.settings.access_log:
-        record = {
-            "request_id": environ.get(_REQUEST_ID_KEY),
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
-            "ms": round(seconds * 1000, 3),
-            "model": answered.name if answered is not None else None,
-            "version": str(answered.version) if answered is not None else None,
-        }
-        access_logger.info(json.dumps(record))
-    return response
+    def _observe(
+        self, environ: dict[str, Any], status: int, seconds: float, request_id: str
+    ) -> None:
+        # Flask's request, still in the environ while the answer starts
+        request = environ.get("werkzeug.request")
+        # the route's pattern, not the raw path: label values must stay few
+        rule = getattr(request, "url_rule", None)
+        endpoint = rule.rule if rule is not None else "unmatched"
+        # only predictions are labelled with their model: metadata requests would skew its figures
+        predicted: ServedModel | None = environ.get(PREDICTING)
+        # rows and the version gauge count answers only, not refusals
+        answered: ServedModel | None = environ.get(ANSWERED_BY)
+        self._state.metrics.record(
+            endpoint,
+            predicted.name if predicted is not None else "",
+            str(answered.version) if answered is not None else None,
+            status,
+            seconds,
+            environ.get(ROWS_ANSWERED),
+        )
+        if self._state.settings.access_log:
+            record = {
+                "request_id": request_id,
+                "method": environ.get("REQUEST_METHOD"),
+                "path": request.path if request is not None else environ.get("PATH_INFO"),
+                "status": status,
+                "ms": round(seconds * 1000, 3),
+                "model": answered.name if answered is not None else None,
+                "version": str(answered.version) if answered is not None else None,
+            }
+            access_logger.info(json.dumps(record))

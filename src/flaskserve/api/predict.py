@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g
+from flask import Blueprint
 from flask.typing import ResponseReturnValue
 
 from ..codecs import records
 from .auth import require_api_key
-from .body import json_response, query_flag, read_json
+from .body import json_response, query_flags, read_json
 from .state import answered_by, get_model_to_predict, get_state
 
 bp = Blueprint("predict", __name__)
@@ -20,12 +20,11 @@ def predict(name: str | None = None) -> ResponseReturnValue:
     """The default model (the highest version of it), or the model called *name*."""
     model = get_model_to_predict(name)
     manifest = model.runtime.manifest
-    proba, labels = query_flag("proba"), query_flag("labels")
+    proba, labels = query_flags("proba", "labels")
     if labels:
         records.require_classes(manifest)  # fail before decoding or predicting
     rows = records.decode_rows(read_json(), manifest.feature_names, get_state().settings.max_rows)
-    g.rows_predicted = len(rows)
     prediction = model.runtime.predict(rows, proba=proba)
     body = records.encode_result(prediction, manifest, labels=labels)
-    answered_by(model)  # in headers: the body stays the tutorial's
+    answered_by(model, rows=len(rows))  # in headers: the body stays the tutorial's
     return json_response(body)

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app, g, request
+from flask import current_app, request
 
 from ..metrics import Metrics
 from ..runtime.registry import ModelRegistry, ServedModel
 from ..settings import Settings
 
 EXTENSION_KEY = "flaskserve"
-#: where a request records the model that answers it, for the response's headers
+# Where a request records, in its WSGI environ, what the observing middleware reports:
+#: the model a prediction request asked for (its metrics are labelled with it)
+PREDICTING = "flaskserve.predicting"
+#: the model that answered, for the response's headers and the version metrics
 ANSWERED_BY = "flaskserve.answered_by"
+#: the rows it answered
+ROWS_ANSWERED = "flaskserve.rows_answered"
 
 
 @dataclass(frozen=True)
@@ -44,13 +49,18 @@ def get_model_to_predict(name: str | None = None, version: str | None = None) ->
     Only a model that exists is named, so clients cannot mint metric labels.
     """
     model = get_model(name, version)
-    g.flaskserve_model = model
+    request.environ[PREDICTING] = model
     return model
 
 
-def answered_by(model: ServedModel) -> None:
+def answered_by(model: ServedModel, rows: int | None = None) -> None:
     """Say in the answer's ``X-Model-Name``/``X-Model-Version`` which model version answered.
 
-    Called once the answer is ready: a refusal names no model version.
+    Called once the answer is ready: a refusal names no model version and counts no rows.
+
+    :param rows: the rows predicted, for the metrics.
     """
-    request.environ[ANSWERED_BY] = model
+    environ = request.environ
+    environ[ANSWERED_BY] = model
+    if rows is not None:
+        environ[ROWS_ANSWERED] = rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, g, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from .. import __version__
@@ -65,12 +65,11 @@ def infer(name: str, version: str | None = None) -> ResponseReturnValue:
     model = get_model_to_predict(name, version)
     manifest = model.runtime.manifest
     inputs = v2.decode_infer_request(read_json(), manifest, get_state().settings.max_rows)
-    g.rows_predicted = len(inputs.rows)
     prediction = model.runtime.predict(inputs.rows, proba="predict_proba" in inputs.outputs)
     body = v2.encode_infer_response(
         prediction, inputs, manifest, model_name=name, model_version=str(model.version)
     )
-    answered_by(model)
+    answered_by(model, rows=len(inputs.rows))
     return jsonify(body)
 
 
