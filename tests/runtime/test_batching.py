@@ -165,3 +165,24 @@ def test_under_concurrency_a_batch_waits_for_company(forest: Runtime) -> None:
         thread.join(10)
     assert len(results) == 3
     assert counter.calls == [3]
+
+
+def test_a_batch_stops_waiting_once_its_usual_company_is_there(forest: Runtime) -> None:
+    hold = threading.Event()
+    counter = CallCounter(forest, hold)
+    batching = BatchingRuntime(counter, max_rows=256, max_wait_ms=5_000)
+    x = load_iris()["data"]
+    timer = threading.Timer(0.2, hold.set)  # a held call, then a batch of those behind it
+    timer.start()
+    _call_concurrently(batching, [x[i : i + 1] for i in range(6)], [False] * 6)
+    timer.join()
+    usual = max(counter.calls)
+    assert usual > 1
+    counter.calls.clear()
+    # as many clients again: the batch runs once all are there, not after 5 s
+    started = time.monotonic()
+    results = _call_concurrently(batching, [x[i : i + 1] for i in range(usual)], [False] * usual)
+    assert time.monotonic() - started < 4
+    assert counter.calls == [usual]
+    expected = forest.predict(x[:usual]).predictions
+    assert [r.predictions.tolist() for r in results] == [[p] for p in expected]
