@@ -136,6 +136,21 @@ def test_a_bad_cell_in_a_batch_is_named_by_row_and_feature(payload: Any, message
         decode_rows(payload, NAMES, 10)
 
 
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ([[1, 2]] * 40 + [[10**400, 2]], "row 40: feature 'a': number too large for float64"),
+        ([[1, 2]] * 40 + [[1, float("-inf")]], "row 40: feature 'b': expected a finite number"),
+        ([{"a": 1, "b": 2}] * 40 + [{"a": 1e308, "b": float("nan")}], "row 40: feature 'b'"),
+    ],
+    ids=["huge-int", "inf", "nan"],
+)
+def test_a_bad_number_in_a_large_batch_is_named(payload: Any, message: str) -> None:
+    """Past a few cells the finiteness check is numpy's, not math's: the same errors."""
+    with pytest.raises(InvalidInput, match=message):
+        decode_rows(payload, NAMES, 100)
+
+
 def test_ints_and_floats_mix_exactly() -> None:
     rows = decode_rows([[1, 2.5], [2**53, -0.0]], NAMES, 10)
     np.testing.assert_array_equal(rows, [[1.0, 2.5], [float(2**53), -0.0]])

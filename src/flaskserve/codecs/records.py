@@ -44,10 +44,18 @@ def decode_rows(payload: Any, feature_names: Sequence[str], max_rows: int) -> np
             f"expected a JSON object of features or a list of them, got {describe(payload)}"
         )
     cells = _cells(payload, feature_names, where)
+    shape = (len(payload), len(feature_names))
     # the common case costs a few C loops; any doubt and the rows are walked to name the cell
     if set(map(type, cells)) <= _NUMBER_TYPES:
+        if len(cells) <= _FEW_CELLS:  # a row or two: math's check costs less than numpy's call
+            try:
+                if all(map(math.isfinite, cells)):
+                    return np.array(cells, dtype=np.float64).reshape(shape)
+            except OverflowError:  # an int past float64's range
+                pass
+            return _checked_rows(cells, feature_names, where)
         try:
-            rows = np.array(cells, dtype=np.float64).reshape(len(payload), len(feature_names))
+            rows = np.array(cells, dtype=np.float64).reshape(shape)
         except OverflowError:
             rows = None
         if rows is not None and np.isfinite(rows).all():
@@ -119,6 +127,7 @@ def check_names(
 
 
 _NUMBER_TYPES = frozenset({float, int})  # exact types: bool is an int subclass, True never 1.0
+_FEW_CELLS = 64
 
 
 def _cells(payload: list[Any], names: Sequence[str], where: Callable[[int], str]) -> list[Any]:
