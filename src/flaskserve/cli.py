@@ -138,7 +138,8 @@ _KEEPALIVE = click.option(
     type=click.IntRange(min=0),
     default=2,
     show_default=True,
-    help="Seconds an idle connection is kept open for its next request; 0: close after each.",
+    help="Seconds an idle connection is kept open for its next request; 0: close after each"
+    " (threaded workers, --threads > 1, always close).",
 )
 _RUNTIME = click.option(
     "--runtime",

@@ -142,8 +142,9 @@ def run_gunicorn(
         "worker_connections": threads,
         # keep-alive: measured ~30% more requests/s for the compiled model (a new TCP
         # connection per request costs more than the whole Flask request); flaskserve's
-        # worker waits for an idle connection's next request without blocking
-        "keepalive": keepalive,
+        # worker waits for an idle connection's next request without blocking. gthread, held
+        # to one connection per thread above, has none to spare for idle ones: it closes.
+        "keepalive": keepalive if threads == 1 else 0,
         "timeout": 30,
         "graceful_timeout": 30,
         "accesslog": None,  # the app writes its own structured access log (FLASKSERVE_ACCESS_LOG)
