@@ -71,6 +71,8 @@ class Metrics:
         )
 
         self._children: dict[tuple[Any, ...], Any] = {}  # labels() costs a lock and a lookup
+        # the children one answer updates, found with one lookup
+        self._answer_children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
         self._versions: dict[str, str] = {}  # the gauge is written when a model's version changes
 
     def record(
@@ -83,10 +85,19 @@ class Metrics:
         rows: int | None,
     ) -> None:
         """Count one answered request."""
-        self._child(self.requests, endpoint, model, str(status)).inc()
-        self._child(self.latency, endpoint).observe(seconds)
-        if model:
-            self._child(self.model_latency, model).observe(seconds)
+        key = (endpoint, model, status)
+        children = self._answer_children.get(key)
+        if children is None:
+            children = self._answer_children[key] = (
+                self._child(self.requests, endpoint, model, str(status)),
+                self._child(self.latency, endpoint),
+                self._child(self.model_latency, model) if model else None,
+            )
+        requests, latency, model_latency = children
+        requests.inc()
+        latency.observe(seconds)
+        if model_latency is not None:
+            model_latency.observe(seconds)
         if model and version:
             if self._versions.get(model) != version:
                 self._child(self.version, model).set(float(version))

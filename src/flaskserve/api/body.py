@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, request
 from werkzeug.wsgi import get_content_length
 
 from ..codecs.jsonbody import parse_json
@@ -85,4 +85,5 @@ def _flag(name: str, raw: str | None) -> bool:
 def json_response(body: Any, status: int = 200) -> Response:
     """*body* as compact JSON and a newline, as ``jsonify`` writes it, with less work."""
     text = COMPACT_ENCODER.encode(body) + "\n"
-    return current_app.response_class(text, status=status, mimetype="application/json")
+    # flaskserve's app keeps Flask's response class: no proxy lookup to find it
+    return Response(text, status=status, mimetype="application/json")
