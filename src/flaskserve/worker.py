@@ -371,8 +371,9 @@ def _defer_accept(sock: socket.socket) -> None:
     """Let the kernel hand over a connection only once its first bytes have come (Linux).
 
     Then a usual request is whole when it is accepted and answered at once: a worker
-    holds no connection that is still idle, so a worker that dies (SIGKILL, OOM) costs
-    only the request it was answering, as a stock sync worker's does.
+    holds no new connection that is still idle, so a worker that dies (SIGKILL, OOM)
+    costs a client that opens a connection per request only the request it was
+    answering, as a stock sync worker's does (kept-alive connections: see the module).
     """
     if hasattr(socket, "TCP_DEFER_ACCEPT") and sock.family in (socket.AF_INET, socket.AF_INET6):
         try:
