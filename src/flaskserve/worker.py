@@ -189,10 +189,6 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
     def _wait(self, timeout: float) -> float:
         return max(0.0, min(timeout, self._soonest - time.monotonic()))
 
-    def _set_deadline(self, arriving: _Arriving, deadline: float) -> None:
-        arriving.deadline = deadline
-        self._soonest = min(self._soonest, deadline)
-
     def _accept_from(self, listener: Any) -> bool:
         """Take one queued connection, answered at once if its request is all there."""
         try:
@@ -225,12 +221,9 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             arriving.client.close()
             return True
         if arriving.idle:  # a kept-alive connection's next request begins: its own deadline
+            # (the connection is not tracked now; tracking it again notes the deadline)
             arriving.idle = False
-            self._set_deadline(arriving, time.monotonic() + self._arrival_seconds)
-        return self._take(arriving, chunk)
-
-    def _take(self, arriving: _Arriving, chunk: bytes) -> bool:
-        """Add *chunk*; answer the request once whole. Whether the connection left our hands."""
+            arriving.deadline = time.monotonic() + self._arrival_seconds
         if not arriving.data and request_is_whole(chunk):  # the usual case: all in one read
             whole = chunk
         else:
@@ -332,9 +325,6 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
 
     def _expire(self, now: float) -> None:
         """Close the connections past their deadline; note the next deadline."""
-        self._soonest = min((a.deadline for a in self._arriving.values()), default=float("inf"))
-        if self._soonest > now:
-            return
         for arriving in [a for a in self._arriving.values() if a.deadline <= now]:
             self._forget(arriving)
             if not arriving.idle:  # a request began and did not finish: say so

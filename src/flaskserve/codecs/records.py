@@ -44,21 +44,10 @@ def decode_rows(payload: Any, feature_names: Sequence[str], max_rows: int) -> np
             f"expected a JSON object of features or a list of them, got {describe(payload)}"
         )
     cells = _cells(payload, feature_names, where)
-    shape = (len(payload), len(feature_names))
     # the common case costs a few C loops; any doubt and the rows are walked to name the cell
     if set(map(type, cells)) <= _NUMBER_TYPES:
-        if len(cells) <= _FEW_CELLS:  # a row or two: math's check costs less than numpy's call
-            try:
-                if all(map(math.isfinite, cells)):
-                    return np.array(cells, dtype=np.float64).reshape(shape)
-            except OverflowError:  # an int past float64's range
-                pass
-            return _checked_rows(cells, feature_names, where)
-        try:
-            rows = np.array(cells, dtype=np.float64).reshape(shape)
-        except OverflowError:
-            rows = None
-        if rows is not None and np.isfinite(rows).all():
+        rows = _finite_rows(cells, (len(payload), len(feature_names)))
+        if rows is not None:
             return rows
     return _checked_rows(cells, feature_names, where)
 
@@ -153,6 +142,18 @@ def _cells(payload: list[Any], names: Sequence[str], where: Callable[[int], str]
         return [cell for row in payload for cell in row]
     _wrong_row(payload[0], 0, first_kind, where)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _finite_rows(cells: list[Any], shape: tuple[int, int]) -> np.ndarray | None:
+    """Numbers as a float64 matrix if every one is finite in float64, else ``None``."""
+    try:
+        if len(cells) <= _FEW_CELLS:  # a row or two: math's check costs less than numpy's call
+            finite = all(map(math.isfinite, cells))
+            return np.array(cells, dtype=np.float64).reshape(shape) if finite else None
+        rows = np.array(cells, dtype=np.float64).reshape(shape)
+    except OverflowError:  # an int past float64's range
+        return None
+    return rows if np.isfinite(rows).all() else None
 
 
 def _wrong_row(row: Any, index: int, first_kind: type, where: Callable[[int], str]) -> None:

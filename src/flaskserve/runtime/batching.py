@@ -8,7 +8,9 @@ is whatever queued while the previous one ran, up to ``max_rows``. Under
 concurrency (the previous batch held more than one request) a batch also waits
 up to ``max_wait_ms`` for company: the clients whose answers just went out
 are about to send again, and waiting for them turns two half batches into one
-full one. A request that arrives alone runs at once.
+full one. The wait ends early once the batch holds as many requests as the
+largest of the last few batches: its usual company is all there. A request
+that arrives alone runs at once.
 """
 
 from __future__ import annotations
