@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from flaskserve.artifact import MANIFEST_NAME
+from flaskserve.metrics import FLUSH_SECONDS
 from liveserver import LiveServer, worker_pids
 
 ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
@@ -180,4 +181,8 @@ def test_metrics_add_up_across_workers(live_server: LiveServer) -> None:
     before = total()
     for _ in range(40):  # fresh connections: both workers answer some
         requests.post(f"{url}/predict", json=[ROW, ROW, ROW], timeout=10)
+    # the worker that scrapes counts its own at once, the other's within its flush
+    deadline = time.monotonic() + 20 * FLUSH_SECONDS
+    while total() - before < 120 and time.monotonic() < deadline:
+        time.sleep(FLUSH_SECONDS / 4)
     assert total() - before == 120
