@@ -85,6 +85,17 @@ def test_iris_predict_without_proba(model_dir: Path) -> None:
     assert type(result.predictions.tolist()[0]) is int
 
 
+def test_labels_alone_are_the_labels_with_probabilities(model_dir: Path) -> None:
+    """Without ``proba`` only the label output is fetched; the labels are the same."""
+    runtime = load_runtime(model_dir, "compiled")
+    rows = _random_rows(model_dir, 2_000, seed=11)
+    alone = runtime.predict(rows)
+    both = runtime.predict(rows, proba=True)
+    assert alone.probabilities is None and both.probabilities is not None
+    np.testing.assert_array_equal(alone.predictions, both.predictions)
+    np.testing.assert_array_equal(alone.predictions, load_model(model_dir).estimator.predict(rows))
+
+
 def test_string_labels_stay_strings(tmp_path: Path) -> None:
     labels = np.array(["setosa", "versicolor", "virginica"])[Y_IRIS]
     model = Pipeline(

@@ -43,15 +43,17 @@ class OnnxSession:
     def has_probabilities(self) -> bool:
         return len(self._outputs) > 1
 
-    def run(self, rows: np.ndarray) -> Prediction:
+    def run(self, rows: np.ndarray, *, probabilities: bool = True) -> Prediction:
+        """Predict *rows*; with ``probabilities=False`` only the first output is fetched."""
         x = rows.astype(np.float32) if self._cast else rows
+        outputs = self._outputs if probabilities else self._outputs[:1]
         results: list[Any] = self._session.run(
-            self._outputs, {self._input: x.astype(self._dtype, copy=False)}
+            outputs, {self._input: x.astype(self._dtype, copy=False)}
         )
         predictions = np.asarray(results[0]).reshape(len(rows), -1)
         predictions = predictions[:, 0] if predictions.shape[1] == 1 else predictions
-        probabilities = np.asarray(results[1], dtype=np.float64) if len(results) > 1 else None
-        return Prediction(predictions, probabilities)
+        scores = np.asarray(results[1], dtype=np.float64) if len(results) > 1 else None
+        return Prediction(predictions, scores)
 
 
 class CompiledRuntime:
@@ -89,7 +91,7 @@ class CompiledRuntime:
         if proba and not self._has_probabilities:
             raise InvalidInput(f"model {self._manifest.name!r} does not give probabilities")
         try:
-            result = self._session.run(rows)
+            result = self._session.run(rows, probabilities=proba)
         except Exception as e:  # any runtime failure is the model's, never the client's
             raise ModelError(f"model {self._manifest.name!r} failed to predict") from e
         predictions = result.predictions
