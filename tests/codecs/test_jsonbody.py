@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flaskserve.codecs.jsonbody import _depth, parse_json
 from flaskserve.errors import InvalidInput
@@ -13,8 +17,12 @@ from flaskserve.errors import InvalidInput
         (b"[1, 2.5]", [1, 2.5]),
         ('{"é": 1}'.encode("utf-16"), {"é": 1}),
         (b'\xef\xbb\xbf{"a": 1}', {"a": 1}),
+        # what orjson refuses, the standard library parses as it always did
+        (b"[1180591620717411303424, -1180591620717411303424]", [2**70, -(2**70)]),
+        (b'["\\ud800"]', ["\ud800"]),
+        (b"[1e400]", [float("inf")]),  # a number JSON allows; the decoders refuse it as a cell
     ],
-    ids=["object", "list", "utf-16", "utf-8-bom"],
+    ids=["object", "list", "utf-16", "utf-8-bom", "int-past-64-bits", "lone-surrogate", "1e400"],
 )
 def test_parses_strict_json(body: bytes, expected: object) -> None:
     assert parse_json(body) == expected
@@ -101,3 +109,28 @@ def test_colons_in_strings_and_deep_objects_parse_as_written() -> None:
         "time": "12:30:00",
         "inputs": [{"parameters": {"a": {"b": 1}}}],
     }
+
+
+# orjson parses first: its numbers must be the standard library's, to the last bit
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_floats_parse_as_the_standard_library_does(x: float) -> None:
+    body = json.dumps({"x": x, "row": [x, -x]}).encode()
+    assert parse_json(body) == json.loads(body)
+
+
+@given(
+    st.integers(min_value=0, max_value=10**25),
+    st.integers(min_value=0, max_value=30),
+    st.integers(min_value=-330, max_value=310),
+)
+def test_decimal_text_parses_as_the_standard_library_does(
+    digits: int, point: int, exponent: int
+) -> None:
+    """Numbers as clients write them: long mantissas, any exponent, halfway cases."""
+    mantissa = str(digits)
+    if 0 < point < len(mantissa):  # the point *point* digits from the right
+        mantissa = f"{mantissa[:-point]}.{mantissa[-point:]}"
+    body = f"[{mantissa}e{exponent}, -{mantissa}, {mantissa}]".encode()
+    assert parse_json(body) == json.loads(body)
