@@ -6,7 +6,9 @@ instructions the CPU executes, the same from run to run: this script calls the
 WSGI app directly (no sockets, no server) for the tutorial's request, counts
 instructions over N and 5N requests after a warm-up, and reports the difference
 per request, for flaskserve's ``/predict`` (compiled runtime) and for the
-constant Flask endpoint of ``constant_app.py``.
+constant Flask endpoint of ``constant_app.py``. It runs itself under
+``setarch -R`` (fixed addresses) where it can, and makes the metrics flushes
+itself, one per 100 requests, so that neither moves the count between runs.
 
     python benchmarks/request_cost.py              # needs valgrind: apt-get install valgrind
     python benchmarks/request_cost.py --model DIR  # an existing artifact instead of training one
@@ -19,6 +21,7 @@ import importlib
 import io
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -30,6 +33,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
 WARM_UP = 200
+FIXED_ADDRESSES = "FLASKSERVE_COST_FIXED_ADDRESSES"
+FLUSH_EVERY = 100  # requests per metrics flush: fewer than a server's ~200 per 0.1 s
 
 
 def main() -> None:
@@ -48,6 +53,12 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is needed: apt-get install valgrind")
+    if shutil.which("setarch") and FIXED_ADDRESSES not in os.environ:
+        # Run again without address randomisation: orjson's parse takes more or fewer
+        # instructions depending on where its buffers land (±20k per request between runs
+        # with it; within 0.5k without).
+        os.environ[FIXED_ADDRESSES] = "1"
+        os.execvp("setarch", ["setarch", platform.machine(), "-R", sys.executable, *sys.argv])
     with tempfile.TemporaryDirectory(prefix="flaskserve-cost-") as tmp:
         model = args.model
         if model is None:
@@ -106,10 +117,18 @@ def _serve_requests(app_name: str, count: int, model: Path) -> None:
     if app_name == "constant":
         sys.path.insert(0, str(REPO / "benchmarks"))
         app = importlib.import_module("constant_app").app
+        flush = None
     else:
+        from flaskserve import metrics
         from flaskserve.app import create_app
 
+        # Under valgrind a request takes ~50x longer, so the metrics thread, which flushes
+        # every 0.1 s of wall time, would flush ~50x as often per request as in a server
+        # (where 0.1 s holds ~200 answers per worker), and at moments that vary run to run.
+        # It is held off; a flush is made here every FLUSH_EVERY requests instead.
+        metrics.FLUSH_SECONDS = 3600.0
         app = create_app()
+        flush = app.extensions["flaskserve"].metrics.flush
     body = json.dumps(ROW).encode()
     statuses: list[str] = []
 
@@ -143,8 +162,10 @@ def _serve_requests(app_name: str, count: int, model: Path) -> None:
         one()
     pid = str(os.getpid())
     subprocess.run(["callgrind_control", "--instr=on", pid], check=True, capture_output=True)
-    for _ in range(count):
+    for done in range(1, count + 1):
         one()
+        if flush is not None and done % FLUSH_EVERY == 0:
+            flush()
     subprocess.run(["callgrind_control", "--instr=off", pid], check=True, capture_output=True)
     if any(not s.startswith("200") for s in statuses):
         sys.exit(f"a request failed: {sorted(set(statuses))}")
