@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from flaskserve.app import create_app
@@ -108,3 +109,10 @@ def test_factory_reads_settings_from_environment(
     client = create_app().test_client()
     assert client.post("/predict", json=ROW).json == {"result": [2]}
     assert client.post("/predict", json=[ROW] * 3).status_code == 413
+
+
+def test_views_run_outside_the_observing_middleware(app: Flask) -> None:
+    """A view called in a bare request context (no WSGI layer) finds the state through Flask."""
+    with app.test_request_context("/predict", method="POST", json=ROW):
+        response = app.full_dispatch_request()
+    assert response.get_json() == {"result": [2]}

@@ -7,7 +7,7 @@ import hmac
 from flask import request
 
 from ..errors import Forbidden, Unauthorized
-from .state import get_state
+from .state import ServerState, get_state
 
 
 def require_admin() -> None:
@@ -26,7 +26,7 @@ def require_admin() -> None:
         raise Unauthorized("a valid admin token is required: send 'Authorization: Bearer <token>'")
 
 
-def require_api_key() -> None:
+def require_api_key(state: ServerState | None = None) -> None:
     """When API keys are configured, allow only requests bearing one of them.
 
     Every configured key is compared, in constant time, so the time taken
@@ -34,7 +34,7 @@ def require_api_key() -> None:
 
     :raises Unauthorized: keys are configured and none was presented, or a wrong one.
     """
-    keys = get_state().settings.api_key_list
+    keys = (state if state is not None else get_state()).settings.api_key_list
     if not keys:
         return
     scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")

@@ -10,27 +10,26 @@ from werkzeug.wsgi import get_content_length
 from ..codecs.jsonbody import parse_json
 from ..errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from ..json import COMPACT_ENCODER
-from .state import get_state
+from ..settings import Settings
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
-def read_body() -> bytes:
+def read_body(environ: dict[str, Any], settings: Settings) -> bytes:
     """The raw body, within the ``max_body_bytes`` limit, uncompressed (see :func:`_read_body`)."""
-    return _read_body(get_state().settings.max_body_bytes)
+    return _read_body(environ, settings.max_body_bytes)
 
 
-def read_json() -> Any:
+def read_json(environ: dict[str, Any], settings: Settings) -> Any:
     """Parse the body as JSON whatever its Content-Type, like the tutorial's ``force=True``.
 
     :raises InvalidInput: the body is not strict JSON (and see :func:`_read_body`).
     """
-    settings = get_state().settings
-    return parse_json(_read_body(settings.max_body_bytes), settings.max_json_depth)
+    return parse_json(_read_body(environ, settings.max_body_bytes), settings.max_json_depth)
 
 
-def _read_body(limit: int) -> bytes:
+def _read_body(environ: dict[str, Any], limit: int) -> bytes:
     """The raw body, within *limit* bytes, uncompressed.
 
     The size limit is ``max_body_bytes`` (Flask's ``MAX_CONTENT_LENGTH`` too).
@@ -41,7 +40,6 @@ def _read_body(limit: int) -> bytes:
     :raises UnsupportedMediaType: a compressed body (no decompression bombs).
     :raises PayloadTooLarge: the body is over the limit.
     """
-    environ = request.environ
     encoding = environ.get("HTTP_CONTENT_ENCODING")
     if encoding is not None and encoding.strip().lower() not in ("", "identity"):
         raise UnsupportedMediaType(
@@ -60,12 +58,12 @@ def _read_body(limit: int) -> bytes:
     return body
 
 
-def query_flags(*names: str) -> tuple[bool, ...]:
+def query_flags(environ: dict[str, Any], *names: str) -> tuple[bool, ...]:
     """Read boolean query parameters such as ``?proba=true``, each ``False`` when absent.
 
     :raises InvalidInput: a value is not a recognisable boolean.
     """
-    if not request.environ.get("QUERY_STRING"):  # the common case: nothing to parse
+    if not environ.get("QUERY_STRING"):  # the common case: nothing to parse
         return (False,) * len(names)
     args = request.args
     return tuple(_flag(name, args.get(name)) for name in names)

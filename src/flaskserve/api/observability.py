@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask
 
 from ..runtime.registry import ServedModel
-from .state import ANSWERED_BY, EXTENSION_KEY, PREDICTING, ROWS_ANSWERED, ServerState
+from .state import ANSWERED_BY, EXTENSION_KEY, PREDICTING, ROWS_ANSWERED, STATE, ServerState
 
 access_logger = logging.getLogger("flaskserve.access")
 
@@ -50,6 +50,7 @@ class RequestObserver:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
+        environ[STATE] = self._state  # views find it here without a context-local lookup
         offered = environ.get("HTTP_X_REQUEST_ID")
         request_id = offered if offered and _REQUEST_ID.fullmatch(offered) else os.urandom(16).hex()
         observed = False

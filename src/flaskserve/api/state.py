@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app, request
 
@@ -11,6 +12,8 @@ from ..runtime.registry import ModelRegistry, ServedModel
 from ..settings import Settings
 
 EXTENSION_KEY = "flaskserve"
+#: the app's ServerState, which the observing middleware leaves in each request's environ
+STATE = "flaskserve.state"
 # Where a request records, in its WSGI environ, what the observing middleware reports:
 #: the model a prediction request asked for (its metrics are labelled with it)
 PREDICTING = "flaskserve.predicting"
@@ -34,6 +37,18 @@ def get_state() -> ServerState:
     return state
 
 
+def request_scope() -> tuple[dict[str, Any], ServerState]:
+    """This request's WSGI environ and the app's state, from one context-local lookup.
+
+    Every use of Flask's ``request`` or ``current_app`` proxies costs about 10k
+    instructions (1-2 µs): a prediction made eight of them, a sixth of its own
+    work, so prediction views take both here once and pass them on.
+    """
+    environ: dict[str, Any] = request.environ
+    state: ServerState | None = environ.get(STATE)
+    return environ, state if state is not None else get_state()
+
+
 def get_model(name: str | None = None, version: str | None = None) -> ServedModel:
     """The model a request asked for; the default model when *name* is ``None``.
 
@@ -43,24 +58,28 @@ def get_model(name: str | None = None, version: str | None = None) -> ServedMode
     return get_state().registry.snapshot.get(name, version)
 
 
-def get_model_to_predict(name: str | None = None, version: str | None = None) -> ServedModel:
+def get_model_to_predict(
+    environ: dict[str, Any],
+    state: ServerState,
+    name: str | None = None,
+    version: str | None = None,
+) -> ServedModel:
     """:func:`get_model` for a prediction: its time and status count in the model's statistics.
 
     Only a model that exists is named, so clients cannot mint metric labels.
     """
-    model = get_model(name, version)
-    request.environ[PREDICTING] = model
+    model = state.registry.snapshot.get(name, version)
+    environ[PREDICTING] = model
     return model
 
 
-def answered_by(model: ServedModel, rows: int | None = None) -> None:
+def answered_by(environ: dict[str, Any], model: ServedModel, rows: int | None = None) -> None:
     """Say in the answer's ``X-Model-Name``/``X-Model-Version`` which model version answered.
 
     Called once the answer is ready: a refusal names no model version and counts no rows.
 
     :param rows: the rows predicted, for the metrics.
     """
-    environ = request.environ
     environ[ANSWERED_BY] = model
     if rows is not None:
         environ[ROWS_ANSWERED] = rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from .. import __version__
@@ -14,7 +14,7 @@ from ..errors import InvalidInput
 from ..runtime.registry import ServedModel, Snapshot
 from .auth import require_admin, require_api_key
 from .body import read_body, read_json
-from .state import answered_by, get_model, get_model_to_predict, get_state
+from .state import answered_by, get_model, get_model_to_predict, get_state, request_scope
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -47,7 +47,7 @@ def model_metadata(name: str, version: str | None = None) -> ResponseReturnValue
     failures = {str(v): why for (n, v), why in snapshot.failures.items() if n == name}
     if failures:  # a newer version that failed its checks shows here while the old one serves
         body.setdefault("parameters", {})["load_failures"] = failures
-    answered_by(model)
+    answered_by(request.environ, model)
     return jsonify(body)
 
 
@@ -61,15 +61,17 @@ def model_ready(name: str, version: str | None = None) -> ResponseReturnValue:
 @bp.post("/models/<name>/infer")
 @bp.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None) -> ResponseReturnValue:
-    require_api_key()
-    model = get_model_to_predict(name, version)
+    environ, state = request_scope()
+    require_api_key(state)
+    model = get_model_to_predict(environ, state, name, version)
     manifest = model.runtime.manifest
-    inputs = v2.decode_infer_request(read_json(), manifest, get_state().settings.max_rows)
+    settings = state.settings
+    inputs = v2.decode_infer_request(read_json(environ, settings), manifest, settings.max_rows)
     prediction = model.runtime.predict(inputs.rows, proba="predict_proba" in inputs.outputs)
     body = v2.encode_infer_response(
         prediction, inputs, manifest, model_name=name, model_version=str(model.version)
     )
-    answered_by(model, rows=len(inputs.rows))
+    answered_by(environ, model, rows=len(inputs.rows))
     return jsonify(body)
 
 
@@ -103,10 +105,11 @@ def _snapshot() -> Snapshot:
 
 
 def _admin_options() -> dict[str, Any]:
-    body = read_body()
+    environ, state = request_scope()
+    body = read_body(environ, state.settings)
     if not body.strip():
         return {}
-    options = parse_json(body, get_state().settings.max_json_depth)
+    options = parse_json(body, state.settings.max_json_depth)
     if not isinstance(options, dict):
         raise InvalidInput('expected a JSON object of options, such as {"ready": true}')
     unknown = sorted(set(options) - {"ready", "repository_name"})
