@@ -5,9 +5,12 @@ loopback port with the same gunicorn worker count, drives each in turn with wrk
 (Debian's ``wrk`` package) at concurrency 1 and 16 with the tutorial's
 single-row request, for ``--rounds`` interleaved rounds (each server's median
 round is reported), sends 1,000- and 10,000-row batches, and prints a Markdown
-table with ratios.
+table with ratios. Last, it loads the compiled server (b) and the ceiling (d)
+alternately, a few seconds each, ``--pairs`` times: each pair's ratio was
+measured seconds apart, where the rounds' were a minute apart and the machine
+drifts between them.
 
-    python benchmarks/serve_bench.py [--duration 10] [--workers 2] [--rounds 3]
+    python benchmarks/serve_bench.py [--duration 10] [--workers 2] [--rounds 3] [--pairs 10]
 
 Traffic goes to 127.0.0.1 only, and every load run is bounded in time.
 """
@@ -46,6 +49,7 @@ class Result:
     batch_rows_per_s: dict[str, float] = field(default_factory=dict)
     in_process_rows_per_s: dict[int, float] = field(default_factory=dict)
     worker_rss_mb: float = 0.0
+    paired_ratios: list[float] = field(default_factory=list)  # req/s ÷ the ceiling's, c=16
 
     def median(self, connections: int) -> tuple[float, float, float]:
         """req/s, p50 and p99 of the round with the median req/s."""
@@ -62,6 +66,10 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds of load over every server; medians reported"
     )
+    parser.add_argument(
+        "--pairs", type=int, default=10, help="alternate runs of (b) and (d), for their ratio"
+    )
+    parser.add_argument("--pair-seconds", type=int, default=3, help="seconds per paired run")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
@@ -179,6 +187,11 @@ def _measure_all(
                     result.rounds.setdefault(connections, []).append((rps, p50, p99))
                     result.errors[connections] = result.errors.get(connections, 0) + errors
             print(f"round {round_number + 1} of {args.rounds} done", file=sys.stderr)
+        compiled = next(entry for entry in running if "compiled" in entry[0].name)
+        ceiling = running[-1]
+        for _ in range(args.pairs):  # seconds apart: a drifting machine moves both alike
+            rps = _wrk(compiled[3], args.pair_seconds, 16, work)[0]
+            compiled[0].paired_ratios.append(rps / _wrk(ceiling[3], args.pair_seconds, 16, work)[0])
         for result, command, process, url in running:
             result.worker_rss_mb = _worker_rss_mb(process.pid)
             if Path(command[0]).name == "flaskserve":  # the model servers, not the ceiling
@@ -346,6 +359,16 @@ def _print_table(results: list[Result], args: argparse.Namespace) -> None:
             f"| {rps / base_rps:.1f}× | {base_p99 / p99:.1f}× | {100 * rps / ceiling_rps:.0f}% "
             f"| {rounds} | {within} | {sum(r.errors.values())} | {r.worker_rss_mb:.0f} |"
         )
+    for r in results:
+        if r.paired_ratios:
+            shown = " ".join(f"{100 * ratio:.0f}" for ratio in r.paired_ratios)
+            print(
+                f"\n{r.name} ÷ {ceiling.name}, c=16, {len(r.paired_ratios)} pairs of"
+                f" {args.pair_seconds} s runs one after the other: median"
+                f" {100 * float(np.median(r.paired_ratios)):.0f}%"
+                f" (min {100 * min(r.paired_ratios):.0f}%, max {100 * max(r.paired_ratios):.0f}%;"
+                f" each pair: {shown})"
+            )
     print("\n| server | batch | rows/s over HTTP | rows/s in process | HTTP ÷ in-process |")
     print("|---|---|---|---|---|")
     for r in results:
