@@ -5,7 +5,8 @@ loopback port with the same gunicorn worker count, drives each in turn with wrk
 (Debian's ``wrk`` package) at concurrency 1 and 16 with the tutorial's
 single-row request, for ``--rounds`` interleaved rounds (each server's median
 round is reported), sends 1,000- and 10,000-row batches, and prints a Markdown
-table with ratios. Last, it loads the compiled server (b) and the ceiling (d)
+table with ratios. Last, for each ratio the targets name ((b) to the ceiling
+(d), (b) to the tutorial (a), (c) to (a)), it loads the two servers
 alternately, a few seconds each, ``--pairs`` times: each pair's ratio was
 measured seconds apart, where the rounds' were a minute apart and the machine
 drifts between them.
@@ -39,6 +40,8 @@ BIN = Path(sys.executable).parent
 ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
 FEATURES = list(ROW)
 PASSES = 5  # batch timings are short: each is the median of this many passes
+# the ratios the targets name, each also measured by loading the two servers alternately
+PAIRED = (("(b)", "(d)"), ("(b)", "(a)"), ("(c)", "(a)"))
 
 
 @dataclass
@@ -49,7 +52,8 @@ class Result:
     batch_rows_per_s: dict[str, float] = field(default_factory=dict)
     in_process_rows_per_s: dict[int, float] = field(default_factory=dict)
     worker_rss_mb: float = 0.0
-    paired_ratios: list[float] = field(default_factory=list)  # req/s ÷ the ceiling's, c=16
+    # c=16 req/s ÷ another server's, measured alternately: {that server's name: ratios}
+    paired_ratios: dict[str, list[float]] = field(default_factory=dict)
 
     def median(self, connections: int) -> tuple[float, float, float]:
         """req/s, p50 and p99 of the round with the median req/s."""
@@ -187,11 +191,14 @@ def _measure_all(
                     result.rounds.setdefault(connections, []).append((rps, p50, p99))
                     result.errors[connections] = result.errors.get(connections, 0) + errors
             print(f"round {round_number + 1} of {args.rounds} done", file=sys.stderr)
-        compiled = next(entry for entry in running if "compiled" in entry[0].name)
-        ceiling = running[-1]
-        for _ in range(args.pairs):  # seconds apart: a drifting machine moves both alike
-            rps = _wrk(compiled[3], args.pair_seconds, 16, work)[0]
-            compiled[0].paired_ratios.append(rps / _wrk(ceiling[3], args.pair_seconds, 16, work)[0])
+        by_label = {entry[0].name[:3]: entry for entry in running}
+        for label, other_label in PAIRED:
+            (result, _, _, url), (other, _, _, other_url) = by_label[label], by_label[other_label]
+            ratios = result.paired_ratios.setdefault(other.name, [])
+            for _ in range(args.pairs):  # seconds apart: a drifting machine moves both alike
+                rps = _wrk(url, args.pair_seconds, 16, work)[0]
+                ratios.append(rps / _wrk(other_url, args.pair_seconds, 16, work)[0])
+            print(f"{len(ratios)} pairs of {label} and {other_label} done", file=sys.stderr)
         for result, command, process, url in running:
             result.worker_rss_mb = _worker_rss_mb(process.pid)
             if Path(command[0]).name == "flaskserve":  # the model servers, not the ceiling
@@ -359,22 +366,28 @@ def _print_table(results: list[Result], args: argparse.Namespace) -> None:
             f"| {rps / base_rps:.1f}× | {base_p99 / p99:.1f}× | {100 * rps / ceiling_rps:.0f}% "
             f"| {rounds} | {within} | {sum(r.errors.values())} | {r.worker_rss_mb:.0f} |"
         )
+    print(
+        f"\nc=16 requests/s, two servers loaded alternately, {args.pair_seconds} s each,"
+        f" {args.pairs} pairs:\n\n| ratio | median | min | max | each pair |\n|---|---|---|---|---|"
+    )
     for r in results:
-        if r.paired_ratios:
-            shown = " ".join(f"{100 * ratio:.0f}" for ratio in r.paired_ratios)
-            print(
-                f"\n{r.name} ÷ {ceiling.name}, c=16, {len(r.paired_ratios)} pairs of"
-                f" {args.pair_seconds} s runs one after the other: median"
-                f" {100 * float(np.median(r.paired_ratios)):.0f}%"
-                f" (min {100 * min(r.paired_ratios):.0f}%, max {100 * max(r.paired_ratios):.0f}%;"
-                f" each pair: {shown})"
+        for other, ratios in r.paired_ratios.items():
+            as_share = other == ceiling.name  # of the ceiling in %, of the tutorial as a multiple
+            median, low, high = (
+                _ratio(x, as_share) for x in (float(np.median(ratios)), min(ratios), max(ratios))
             )
+            each = " ".join(_ratio(x, as_share) for x in ratios)
+            print(f"| {r.name[:3]} ÷ {other[:3]} | {median} | {low} | {high} | {each} |")
     print("\n| server | batch | rows/s over HTTP | rows/s in process | HTTP ÷ in-process |")
     print("|---|---|---|---|---|")
     for r in results:
         for key, rate in r.batch_rows_per_s.items():
             inner = r.in_process_rows_per_s[int(key.split()[0])]
             print(f"| {r.name} | {key} | {rate:,.0f} | {inner:,.0f} | {100 * rate / inner:.0f}% |")
+
+
+def _ratio(value: float, as_share: bool) -> str:
+    return f"{100 * value:.0f}%" if as_share else f"{value:.1f}×"
 
 
 if __name__ == "__main__":
