@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flaskserve.codecs.jsonbody import _depth, parse_json
@@ -19,13 +19,28 @@ from flaskserve.errors import InvalidInput
         (b'\xef\xbb\xbf{"a": 1}', {"a": 1}),
         # what orjson refuses, the standard library parses as it always did
         (b"[1180591620717411303424, -1180591620717411303424]", [2**70, -(2**70)]),
+        # orjson reads these as floats; they stay ints, as the v2 integer datatypes need
+        (b"[-9223372036854775809, 18446744073709551616]", [-(2**63) - 1, 2**64]),
+        (b"[-9223372036854775808, 18446744073709551615]", [-(2**63), 2**64 - 1]),
         (b'["\\ud800"]', ["\ud800"]),
         (b"[1e400]", [float("inf")]),  # a number JSON allows; the decoders refuse it as a cell
     ],
-    ids=["object", "list", "utf-16", "utf-8-bom", "int-past-64-bits", "lone-surrogate", "1e400"],
+    ids=[
+        "object",
+        "list",
+        "utf-16",
+        "utf-8-bom",
+        "int-past-64-bits",
+        "just-past-64-bits",
+        "64-bit-limits",
+        "lone-surrogate",
+        "1e400",
+    ],
 )
 def test_parses_strict_json(body: bytes, expected: object) -> None:
-    assert parse_json(body) == expected
+    parsed = parse_json(body)
+    assert parsed == expected
+    assert list(map(type, _flat(parsed))) == list(map(type, _flat(expected)))
 
 
 @pytest.mark.parametrize(
@@ -111,15 +126,31 @@ def test_colons_in_strings_and_deep_objects_parse_as_written() -> None:
     }
 
 
-# orjson parses first: its numbers must be the standard library's, to the last bit
+def _flat(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [item for child in value.values() for item in _flat(child)]
+    if isinstance(value, list):
+        return [item for child in value for item in _flat(child)]
+    return [value]
 
 
+# orjson parses first: its numbers must be the standard library's, to the last bit and type
+
+
+# derandomized, as tests/codecs/test_properties.py: every run tries the same numbers
+NUMBERS = settings(max_examples=1000, derandomize=True, deadline=None)
+
+
+@NUMBERS
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_floats_parse_as_the_standard_library_does(x: float) -> None:
     body = json.dumps({"x": x, "row": [x, -x]}).encode()
     assert parse_json(body) == json.loads(body)
 
 
+@NUMBERS
+@example(9223372036854775809, 0, 0)  # found by this test: orjson read -2**63 - 1 as a float
+@example(18446744073709551616, 0, 0)
 @given(
     st.integers(min_value=0, max_value=10**25),
     st.integers(min_value=0, max_value=30),
@@ -133,4 +164,6 @@ def test_decimal_text_parses_as_the_standard_library_does(
     if 0 < point < len(mantissa):  # the point *point* digits from the right
         mantissa = f"{mantissa[:-point]}.{mantissa[-point:]}"
     body = f"[{mantissa}e{exponent}, -{mantissa}, {mantissa}]".encode()
-    assert parse_json(body) == json.loads(body)
+    parsed, expected = parse_json(body), json.loads(body)
+    assert parsed == expected
+    assert list(map(type, parsed)) == list(map(type, expected))
