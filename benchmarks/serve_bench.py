@@ -148,7 +148,7 @@ def _servers(
             [
                 *gunicorn,
                 "-k",
-                "flaskserve.worker.BufferingSyncWorker",
+                "flaskserve.serving.worker.BufferingSyncWorker",
                 "--pythonpath",
                 str(REPO / "benchmarks"),
                 "constant_app:app",

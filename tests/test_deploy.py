@@ -23,9 +23,9 @@ import yaml
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
-from flaskserve import server
 from flaskserve.app import create_app
 from flaskserve.cli import main
+from flaskserve.serving import gunicorn as server
 from flaskserve.settings import ENV_PREFIX, Settings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"

@@ -222,7 +222,7 @@ def _serve(
     debugger: bool = False,
     access_log: bool = False,
 ) -> None:
-    from . import server
+    from .serving import gunicorn as server
 
     if debugger and not dev:
         raise click.UsageError("--debugger needs --dev (gunicorn never runs the debugger)")

@@ -5,7 +5,7 @@ a SIGKILLed sync worker loses exactly its one in-flight request, so the honest g
 at most one failure per kill without retries and none with one idempotent retry; the
 master respawns the worker; SIGTERM finishes in-flight requests and exits 0, but resets
 the connections still queued in the listen backlog, which flaskserve's draining worker
-answers (``flaskserve.worker.BufferingSyncWorker``); recycling
+answers (``flaskserve.serving.worker.BufferingSyncWorker``); recycling
 workers with ``max_requests`` loses nothing (the listening socket outlives each worker).
 """
 

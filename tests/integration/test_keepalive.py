@@ -23,7 +23,7 @@ import pytest
 import requests
 from conftest import FLASKSERVE, TUTORIAL_ROW
 
-from flaskserve.worker import KEEPALIVE_REQUESTS
+from flaskserve.serving.worker import KEEPALIVE_REQUESTS
 from liveserver import LiveServer, worker_pids
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@
 
 The control shows the threat: stock gunicorn sync workers, two of them, stalled by two
 clients sending their headers a byte a second. flaskserve's own worker
-(``flaskserve.worker.BufferingSyncWorker``, the default of ``flaskserve serve``) hands a
+(``flaskserve.serving.worker.BufferingSyncWorker``, the default of ``flaskserve serve``) hands a
 request to the app only once all of it has arrived.
 """
 

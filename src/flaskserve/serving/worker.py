@@ -17,7 +17,7 @@ worker that dies then loses the requests already sent on its open connections,
 none of which the app has seen (see README, Reliability).
 
 On SIGTERM the worker also stops new connections from being taken and answers
-every one already queued before it exits (see :mod:`flaskserve.listener`).
+every one already queued before it exits (see :mod:`flaskserve.serving.listener`).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from gunicorn import http, util
 from gunicorn.http import wsgi
 from gunicorn.workers.sync import SyncWorker
 
+from ..settings import Settings
 from .listener import refuse_new_connections
-from .settings import Settings
 
 #: The most bytes of one request kept while it arrives; larger bodies stream to the handler.
 BUFFER_LIMIT = 1024 * 1024

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flaskserve.server import default_workers
+from flaskserve.serving.gunicorn import default_workers
 
 
 def _cores() -> int:

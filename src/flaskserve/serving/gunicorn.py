@@ -16,11 +16,12 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from .app import create_app
-from .metrics import forget_worker
-from .settings import Settings
+from ..app import create_app
+from ..metrics import forget_worker
+from ..settings import Settings
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+BUFFERING_WORKER = "flaskserve.serving.worker.BufferingSyncWorker"
 
 
 def default_workers(cpu_max: Path = CGROUP_CPU_MAX) -> int:
@@ -106,7 +107,7 @@ class RescanningArbiter(Arbiter):  # type: ignore[misc]
 
 def _rescan_on_hangup(worker: Any) -> None:
     """gunicorn ``post_worker_init`` hook: SIGHUP in a worker starts a rescan."""
-    from .api.state import EXTENSION_KEY
+    from ..api.state import EXTENSION_KEY
 
     registry = worker.wsgi.extensions[EXTENSION_KEY].registry
 
@@ -134,7 +135,9 @@ def run_gunicorn(
         "workers": workers,
         # threads only pay where requests can share a model call (batching, scikit-learn)
         # sync workers fed whole requests only (slow clients cost no worker), draining on stop
-        "worker_class": "gthread" if threads > 1 else "flaskserve.worker.BufferingSyncWorker",
+        "worker_class": "gthread"
+        if threads > 1
+        else "flaskserve.serving.worker.BufferingSyncWorker",
         "threads": threads,
         # a worker takes no more connections than it has threads; the rest wait in the shared
         # listen queue for whichever worker frees a thread first, so concurrent requests spread

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from flaskserve.worker import BUFFER_LIMIT, ReplayingSocket, request_is_whole
+from flaskserve.serving.worker import BUFFER_LIMIT, ReplayingSocket, request_is_whole
 
 HEAD = b"POST /predict HTTP/1.1\r\nHost: x\r\n"
 

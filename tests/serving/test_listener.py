@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from flaskserve.listener import refuse_new_connections
+from flaskserve.serving.listener import refuse_new_connections
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="socket filters are Linux's")
 
