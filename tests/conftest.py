@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,22 @@ from liveserver import LiveServer, start_server
 
 TUTORIAL_ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
 FLASKSERVE = str(Path(sys.executable).with_name("flaskserve"))
+
+
+def require_component(name: str, why: str) -> str:
+    """The path of the program *name*, which the calling test needs for *why*.
+
+    CI installs every program the tests use (``.ci/run``), so there (``CI`` set, as CI
+    services do) a missing one fails the test, naming it: a skip would leave CI green
+    without the test having run. Elsewhere the test is skipped, saying what to install.
+    """
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    message = f"{name} is not installed: {why}"
+    if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"{message} (.ci/run installs it; CI must not skip this test)", pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import require_component
 
 from flaskserve.artifact import MANIFEST_NAME
 from flaskserve.metrics import FLUSH_SECONDS
@@ -40,12 +41,12 @@ def test_tutorial_curl_over_http(live_server: LiveServer, method: str) -> None:
     assert response.headers["Server"].startswith("gunicorn")
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_tutorial_curl_command_as_written(live_server: LiveServer) -> None:
+    curl = require_component("curl", "the tutorial's command is a curl command line")
     url = live_server.url
     for extra in (["-H", "Content-Type:application/json"], []):
         command = [
-            "curl",
+            curl,
             "-s",
             "-X",
             "POST",

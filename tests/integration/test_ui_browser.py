@@ -1,7 +1,8 @@
 """The web page driven in headless Chromium against a real gunicorn server.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` packages (``.ci/run`` installs
-them); elsewhere the module is skipped with that reason. ``UPDATE_SCREENSHOTS=1``
+them): without them each test fails in CI and is skipped elsewhere, naming the missing
+program (``conftest.require_component``). ``UPDATE_SCREENSHOTS=1``
 also copies the screenshot this test takes to ``docs/ui.png``.
 """
 
@@ -9,12 +10,11 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TUTORIAL_ROW
+from conftest import TUTORIAL_ROW, require_component
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -26,25 +26,19 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from liveserver import LiveServer
 
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "ui.png"
 WAIT_S = 15
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not (CHROMIUM and CHROMEDRIVER),
-        reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
-        "chromium-driver; .ci/run installs them)",
-    ),
-]
+pytestmark = pytest.mark.integration
+WHY = "the web page's tests drive it (Debian: apt-get install chromium chromium-driver)"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
+    chromium = require_component("chromium", WHY)
+    chromedriver = require_component("chromedriver", WHY)
     options = Options()
-    options.binary_location = str(CHROMIUM)
+    options.binary_location = chromium
     for argument in (
         "--headless=new",
         "--no-sandbox",  # CI runs as root, where Chromium's sandbox cannot start
@@ -54,7 +48,7 @@ def browser() -> Iterator[WebDriver]:
     ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
     driver.set_page_load_timeout(WAIT_S)
     yield driver
     driver.quit()
