@@ -305,7 +305,7 @@ def _batches(url: str) -> dict[str, float]:
 
 
 def _in_process(artifact: Path, runtime: str) -> dict[int, float]:
-    from flaskserve.runtime import load_runtime
+    from flaskserve.admission import load_runtime
 
     model = load_runtime(artifact, runtime)
     out = {}

@@ -26,6 +26,7 @@ from sklearn.preprocessing import StandardScaler
 
 import flaskserve.compiler
 from flaskserve import load_model, save_model
+from flaskserve.admission import load_runtime
 from flaskserve.artifact import MANIFEST_NAME, MODEL_NAME, read_manifest
 from flaskserve.compiler import (
     COMPILED_FILE,
@@ -36,7 +37,6 @@ from flaskserve.compiler import (
     parity_rows,
     threshold_rows,
 )
-from flaskserve.runtime import load_runtime
 from flaskserve.runtime.compiled import OnnxSession
 from flaskserve.training import RANDOM_SEED, TEST_SIZE
 
@@ -309,7 +309,7 @@ def test_a_failed_gate_is_recorded_and_not_served_by_default(
     assert read_manifest(path).compiled == record
 
     assert load_runtime(path).kind == "sklearn"
-    with caplog.at_level(logging.WARNING, logger="flaskserve.runtime.loader"):
+    with caplog.at_level(logging.WARNING, logger="flaskserve.admission"):
         forced = load_runtime(path, "compiled")
     assert forced.kind == "onnx"
     assert "failed its parity gate" in caplog.text

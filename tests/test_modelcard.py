@@ -13,8 +13,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
-from flaskserve.artifact import MANIFEST_NAME, ModelManifest, read_manifest, save_model
+from flaskserve.artifact import MANIFEST_NAME, ModelManifest, read_manifest
 from flaskserve.modelcard import feature_importances
+from flaskserve.packaging import save_model
 from flaskserve.training import IRIS_FEATURES
 
 NAMES = ["a", "b", "c"]

@@ -6,8 +6,8 @@ Importing this package does not import Flask; the server lives in
 
 from __future__ import annotations
 
-from .artifact import LoadedModel, ModelManifest, load_model, save_model
-
-__version__ = "0.1.0"
+from .artifact import LoadedModel, ModelManifest, load_model
+from .packaging import save_model
+from .version import __version__
 
 __all__ = ["LoadedModel", "ModelManifest", "__version__", "load_model", "save_model"]

@@ -11,7 +11,8 @@ from flask import Flask
 from .api import health, mlflow, openapi, predict, ui, v2
 from .api.errors import register_error_handlers
 from .api.observability import register_request_logging
-from .api.state import EXTENSION_KEY, ServerState
+from .api.state import EXTENSION_KEY
+from .dataplane import ServerState
 from .json import NumpyJSONProvider
 from .metrics import Metrics
 from .runtime.base import Runtime
@@ -31,7 +32,8 @@ class FlaskServeApp(Flask):
     """
 
     def __init__(self, import_name: str) -> None:
-        super().__init__(import_name)
+        # no app-wide /static route: the pages' files are the ui blueprint's
+        super().__init__(import_name, static_folder=None)
         self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:

@@ -14,16 +14,13 @@ here in code and never read from the artifact.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
-import platform
 import shutil
 import stat
 import tempfile
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -31,12 +28,10 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError
-from .modelcard import feature_importances
 
 MANIFEST_NAME = "flaskserve.json"
 MODEL_NAME = "model.skops"
 FORMAT_VERSION = 1
-SAMPLE_ROWS = 5
 
 #: Compiled scikit-learn types that skops does not trust by default but that
 #: common estimators need. Each is a data structure rebuilt from arrays, not code.
@@ -108,7 +103,7 @@ class ModelManifest:
             raise ArtifactError(f"{MANIFEST_NAME}: missing field {e.args[0]!r}") from e
         except (TypeError, ValueError, AttributeError) as e:
             raise ArtifactError(f"{MANIFEST_NAME}: malformed ({e})") from e
-        _check_manifest(manifest)
+        check_manifest(manifest)
         return manifest
 
 
@@ -119,100 +114,6 @@ class LoadedModel:
     estimator: Any
     manifest: ModelManifest
     path: Path
-
-
-def save_model(
-    estimator: Any,
-    path: str | os.PathLike[str],
-    *,
-    sample: Any = None,
-    feature_names: Sequence[str] | None = None,
-    class_names: Sequence[str] | None = None,
-    name: str | None = None,
-    version: int = 1,
-    metrics: dict[str, Any] | None = None,
-    holdout: Any = None,
-    compile: bool = True,
-) -> ModelManifest:
-    """Write a fitted scikit-learn estimator or Pipeline as a model artifact.
-
-    The directory is written beside *path* and renamed into place, so a reader
-    never sees half an artifact; an existing artifact at *path* is replaced.
-
-    :param estimator: a fitted classifier or regressor (or a Pipeline ending in one).
-    :param path: the artifact directory to create.
-    :param sample: training rows (2-D, numeric): their ranges go into the
-        manifest and the first rows, with their predictions, become the smoke
-        test. Without it the manifest records no ranges and no smoke rows.
-    :param feature_names: one name per column; default ``feature_names_in_`` or ``x0..xn``.
-    :param class_names: human names for ``classes_``, in the same order.
-    :param name: the model's name; default the directory's name.
-    :param version: a positive integer.
-    :param metrics: evaluation figures to record (e.g. ``{"accuracy": 0.95}``).
-    :param holdout: held-out rows, checked by the compiled model's parity gate too.
-    :param compile: also compile the model to ONNX (``model.onnx``) and record
-        whether it passed the parity gate (see :mod:`flaskserve.compiler`).
-    :raises ValueError: the estimator, sample or names do not fit together.
-    """
-    import sklearn
-    import skops
-    import skops.io as sio
-
-    from . import __version__
-
-    target = Path(path)
-    task, labels = _task_and_labels(estimator)
-    rows = _as_matrix(sample) if sample is not None else None
-    width = rows.shape[1] if rows is not None else _declared_width(estimator, feature_names)
-    names = _feature_names(estimator, width, feature_names)
-    if class_names is not None and len(class_names) != len(labels):
-        raise ValueError(f"class_names: expected {len(labels)} names, got {len(class_names)}")
-    if version < 1:
-        raise ValueError(f"version: expected a positive integer, got {version}")
-    payload = sio.dumps(estimator)
-    manifest = ModelManifest(
-        name=name or target.resolve().name,
-        version=version,
-        task=task,
-        estimator=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-        features=_features(names, rows),
-        sha256=hashlib.sha256(payload).hexdigest(),
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        labels=labels,
-        class_names=tuple(class_names) if class_names is not None else tuple(map(str, labels)),
-        metrics=dict(metrics or {}),
-        sample=_smoke_sample(estimator, rows),
-        feature_importances=feature_importances(estimator, names),
-        versions={
-            "flaskserve": __version__,
-            "scikit-learn": sklearn.__version__,
-            "skops": skops.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
-    )
-    _check_manifest(manifest)
-    files = {manifest.model_file: payload}
-    if compile:
-        holdout_rows = _as_matrix(holdout) if holdout is not None else None
-        manifest, files = with_compiled(estimator, manifest, files, rows, holdout_rows)
-    write_artifact(target, files, manifest)
-    return manifest
-
-
-def with_compiled(
-    estimator: Any,
-    manifest: ModelManifest,
-    files: dict[str, bytes],
-    rows: np.ndarray | None,
-    holdout: np.ndarray | None,
-) -> tuple[ModelManifest, dict[str, bytes]]:
-    from .compiler import compile_estimator
-
-    compiled = compile_estimator(estimator, manifest.task, len(manifest.features), rows, holdout)
-    if compiled.payload is not None:
-        files = {**files, compiled.record["file"]: compiled.payload}
-    return replace(manifest, compiled=compiled.record), files
 
 
 def load_model(path: str | os.PathLike[str]) -> LoadedModel:
@@ -310,7 +211,7 @@ def read_manifest(directory: Path) -> ModelManifest:
     return ModelManifest.from_dict(data)
 
 
-def _check_manifest(manifest: ModelManifest) -> None:
+def check_manifest(manifest: ModelManifest) -> None:
     # The model file name comes from disk: it must not lead out of the directory.
     model_file = manifest.model_file
     if not isinstance(model_file, str) or model_file in ("", ".", ".."):
@@ -334,89 +235,19 @@ def _check_manifest(manifest: ModelManifest) -> None:
         raise ArtifactError(f"{MANIFEST_NAME}: class_names and labels differ in length")
 
 
-def _as_matrix(sample: Any) -> np.ndarray:
-    try:
-        rows = np.asarray(sample, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"sample: expected numeric rows ({e})") from e
-    if rows.ndim != 2 or rows.shape[0] == 0 or rows.shape[1] == 0:
-        raise ValueError(f"sample: expected a non-empty 2-D array, got shape {list(rows.shape)}")
-    if not np.isfinite(rows).all():
-        raise ValueError("sample: contains NaN or infinite values")
-    return rows
-
-
-def _declared_width(estimator: Any, feature_names: Sequence[str] | None) -> int:
-    width = getattr(estimator, "n_features_in_", None)
-    if width is None and feature_names is None:
-        raise ValueError(
-            "feature_names: required when neither a sample nor n_features_in_ tells the width"
-        )
-    return int(width) if width is not None else len(feature_names or ())
-
-
-def _features(names: list[str], rows: np.ndarray | None) -> tuple[Feature, ...]:
-    if rows is None:
-        return tuple(Feature(n) for n in names)
-    ranges = zip(names, rows.min(axis=0), rows.max(axis=0), strict=True)
-    return tuple(Feature(n, "float64", float(lo), float(hi)) for n, lo, hi in ranges)
-
-
-def _smoke_sample(estimator: Any, rows: np.ndarray | None) -> dict[str, list[Any]]:
-    if rows is None:
-        return {}
-    smoke = rows[:SAMPLE_ROWS]
-    return {"inputs": smoke.tolist(), "predictions": _plain(estimator.predict(smoke))}
-
-
-def _feature_names(estimator: Any, width: int, given: Sequence[str] | None) -> list[str]:
-    names = list(given) if given is not None else None
-    if names is None and hasattr(estimator, "feature_names_in_"):
-        names = [str(n) for n in estimator.feature_names_in_]
-    if names is None:
-        names = [f"x{i}" for i in range(width)]
-    if len(names) != width:
-        raise ValueError(f"feature_names: expected {width} names, got {len(names)}")
-    expected = getattr(estimator, "n_features_in_", width)
-    if expected != width:
-        raise ValueError(
-            f"sample: the estimator expects {expected} features, the sample has {width}"
-        )
-    if len(set(names)) != len(names) or not all(names):
-        raise ValueError("feature_names: names must be unique and non-empty")
-    return names
-
-
-def _task_and_labels(estimator: Any) -> tuple[str, tuple[Any, ...]]:
-    from sklearn.base import is_classifier, is_regressor
-    from sklearn.exceptions import NotFittedError
-    from sklearn.utils.validation import check_is_fitted
-
-    try:
-        check_is_fitted(estimator)
-    except (NotFittedError, TypeError) as e:
-        raise ValueError(f"estimator: expected a fitted scikit-learn estimator ({e})") from e
-    if is_classifier(estimator):
-        return "classification", tuple(_plain(estimator.classes_))
-    if is_regressor(estimator):
-        return "regression", ()
-    raise ValueError(
-        f"estimator: {type(estimator).__name__} is neither a classifier nor a regressor"
-    )
-
-
-def _plain(values: Any) -> list[Any]:
-    """NumPy values as JSON-ready Python values (int stays int, str stays str)."""
-    return np.asarray(values).tolist()  # type: ignore[no-any-return]
-
-
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """NumPy values as plain Python, for ``json.dumps(default=...)``: the one conversion."""
     if isinstance(value, np.generic | np.ndarray):
         return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def write_artifact(target: Path, files: dict[str, bytes], manifest: ModelManifest) -> None:
+    """Write *files* and the manifest beside *target*, then rename the directory into place.
+
+    A reader never sees half an artifact; an existing artifact at *target* is replaced
+    only once the new one is whole, and a failed write leaves it as it was.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -424,7 +255,7 @@ def write_artifact(target: Path, files: dict[str, bytes], manifest: ModelManifes
         for name, content in files.items():
             (staging / name).write_bytes(content)
         (staging / MANIFEST_NAME).write_text(
-            json.dumps(manifest.to_dict(), indent=2, allow_nan=False, default=_json_default) + "\n",
+            json.dumps(manifest.to_dict(), indent=2, allow_nan=False, default=json_default) + "\n",
             encoding="utf-8",
         )
         if target.exists():

@@ -14,10 +14,12 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .artifact import MANIFEST_NAME, ModelManifest, save_model, untrusted_types
+from .admission import RUNTIME_CHOICES
+from .artifact import MANIFEST_NAME, ModelManifest, untrusted_types
 from .errors import ArtifactError, DatasetError, FlaskServeError, SettingsError
-from .settings import DEFAULT_MODEL_DIR, RUNTIME_CHOICES, Settings
+from .packaging import save_model
+from .settings import DEFAULT_MODEL_DIR, Settings
+from .version import __version__
 
 _PICKLE_WARNING = (
     "refusing to read a pickle without --trust-pickle. Loading a pickle runs any code its "

@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .artifact import ModelManifest, load_model, with_compiled, write_artifact
+from .artifact import ModelManifest, load_model, write_artifact
 
 logger = logging.getLogger(__name__)
 
@@ -217,3 +217,16 @@ def compile_artifact(path: str | os.PathLike[str]) -> ModelManifest:
     )
     write_artifact(directory, files, manifest)
     return manifest
+
+
+def with_compiled(
+    estimator: Any,
+    manifest: ModelManifest,
+    files: dict[str, bytes],
+    rows: np.ndarray | None,
+    holdout: np.ndarray | None,
+) -> tuple[ModelManifest, dict[str, bytes]]:
+    compiled = compile_estimator(estimator, manifest.task, len(manifest.features), rows, holdout)
+    if compiled.payload is not None:
+        files = {**files, compiled.record["file"]: compiled.payload}
+    return replace(manifest, compiled=compiled.record), files

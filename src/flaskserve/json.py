@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import typing as t
 
-import numpy as np
 from flask.json.provider import DefaultJSONProvider
+
+from .artifact import json_default
 
 
 class NumpyJSONProvider(DefaultJSONProvider):
@@ -20,24 +21,17 @@ class NumpyJSONProvider(DefaultJSONProvider):
 
     @staticmethod
     def default(o: t.Any) -> t.Any:
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, np.generic):
-            return o.item()
-        return DefaultJSONProvider.default(o)
+        try:
+            return json_default(o)
+        except TypeError:
+            return DefaultJSONProvider.default(o)
 
     def dumps(self, obj: t.Any, **kwargs: t.Any) -> str:
         kwargs.setdefault("allow_nan", False)
         return super().dumps(obj, **kwargs)
 
 
-def _numpy_default(o: t.Any) -> t.Any:
-    if isinstance(o, np.ndarray | np.generic):
-        return o.tolist()
-    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
-
-
 #: One reusable encoder for the prediction hot path: compact, key order kept, no NaN.
 COMPACT_ENCODER = json.JSONEncoder(
-    separators=(",", ":"), allow_nan=False, ensure_ascii=True, default=_numpy_default
+    separators=(",", ":"), allow_nan=False, ensure_ascii=True, default=json_default
 )

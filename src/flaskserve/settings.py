@@ -10,12 +10,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .admission import RUNTIME_CHOICES
 from .errors import SettingsError
 
 ENV_PREFIX = "FLASKSERVE_"
 DEFAULT_MODEL_DIR = Path("build/iris")
-#: auto: the compiled model where it passed its parity gate; sklearn; compiled (even if it failed)
-RUNTIME_CHOICES = ("auto", "sklearn", "compiled")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def parse_bool(raw: str) -> bool | None:
+    """``True``/``False`` for the words a person uses for them (any case), else ``None``."""
+    value = raw.strip().lower()
+    return True if value in _TRUE else False if value in _FALSE else None
 
 
 @dataclass(frozen=True)
@@ -81,9 +88,8 @@ class Settings:
             if not 0 <= getattr(self, name) < math.inf:
                 raise SettingsError(f"{name}: expected 0 or more, got {getattr(self, name)}")
         if self.runtime not in RUNTIME_CHOICES:
-            raise SettingsError(
-                f"runtime: expected auto, sklearn or compiled, got {self.runtime!r}"
-            )
+            choices = f"{', '.join(RUNTIME_CHOICES[:-1])} or {RUNTIME_CHOICES[-1]}"
+            raise SettingsError(f"runtime: expected {choices}, got {self.runtime!r}")
         if self.api_keys is not None and any(len(k) < 16 for k in self.api_key_list):
             raise SettingsError("api_keys: expected comma-separated keys of at least 16 characters")
         if self.admin_token is not None and len(self.admin_token) < 16:
@@ -124,10 +130,10 @@ def _parse(key: str, raw: str, kind: str) -> object:
     if kind.startswith("str"):
         return raw
     if kind == "bool":
-        flag = raw.strip().lower()
-        if flag not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        flag = parse_bool(raw)
+        if flag is None:
             raise SettingsError(f"{key}: expected true or false, got {raw!r}")
-        return flag in ("1", "true", "yes", "on")
+        return flag
     if kind == "float":
         try:
             seconds = float(raw)

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import ModelManifest, save_model
+from .artifact import ModelManifest
 from .errors import DatasetError
+from .packaging import save_model
 
 RANDOM_SEED = 1234
 N_TREES = 300

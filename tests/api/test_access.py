@@ -35,8 +35,9 @@ PROTECTED = [
     ("GET", "/v2/models/iris", None),
     ("POST", "/invocations", MLFLOW),
     ("GET", "/model", None),
+    ("GET", "/openapi.json", None),
 ]
-IDS = ["predict", "predict-name", "v2-infer", "v2-metadata", "invocations", "model"]
+IDS = ["predict", "predict-name", "v2-infer", "v2-metadata", "invocations", "model", "openapi"]
 
 
 @pytest.mark.parametrize(("method", "path", "body"), PROTECTED, ids=IDS)
@@ -72,7 +73,7 @@ def test_protected_with_a_key(
 
 
 @pytest.mark.parametrize(
-    "path", ["/health", "/ready", "/v2/health/ready", "/v2/health/live", "/ping", "/openapi.json"]
+    "path", ["/health", "/ready", "/v2/health/ready", "/v2/health/live", "/ping", "/metrics"]
 )
 def test_probes_stay_open(keyed: FlaskClient, path: str) -> None:
     assert keyed.get(path).status_code == 200

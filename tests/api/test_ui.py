@@ -20,7 +20,8 @@ from werkzeug.test import TestResponse
 from assertions import assert_error, json_body
 from flaskserve.api.ui import form_fields, input_step, model_card
 from flaskserve.app import create_app
-from flaskserve.artifact import MANIFEST_NAME, Feature, ModelManifest, read_manifest, save_model
+from flaskserve.artifact import MANIFEST_NAME, Feature, ModelManifest, read_manifest
+from flaskserve.packaging import save_model
 from flaskserve.settings import Settings
 
 CHROMIUM = (

@@ -15,10 +15,11 @@ from click.testing import CliRunner, Result
 from sklearn.linear_model import LinearRegression
 
 from assertions import assert_refused
-from flaskserve.artifact import read_manifest, save_model
+from flaskserve.admission import load_runtime
+from flaskserve.artifact import read_manifest
 from flaskserve.batch import writers
 from flaskserve.cli import main
-from flaskserve.runtime.loader import load_runtime
+from flaskserve.packaging import save_model
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 CLASSES = ["setosa", "versicolor", "virginica"]

@@ -12,8 +12,8 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 
 from flaskserve import save_model
+from flaskserve.admission import load_runtime
 from flaskserve.errors import ModelError
-from flaskserve.runtime import load_runtime
 from flaskserve.runtime.base import Runtime
 from flaskserve.runtime.batching import BatchingRuntime
 

@@ -17,10 +17,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from flaskserve import load_model, save_model
+from flaskserve.admission import load_runtime
 from flaskserve.artifact import MANIFEST_NAME, MODEL_NAME, read_manifest
 from flaskserve.compiler import COMPILED_FILE
 from flaskserve.errors import ArtifactError, InvalidInput
-from flaskserve.runtime import load_runtime
 from flaskserve.runtime.compiled import CompiledRuntime
 
 IRIS = load_iris()

@@ -397,13 +397,13 @@ def test_a_failed_version_is_not_retried_until_its_files_change(
     small_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loads: list[Path] = []
-    real_load_checked = registry_module.load_checked
+    real_admit = registry_module.admit
 
-    def counting_load_checked(path: Path, runtime: str = "auto") -> Runtime:
+    def counting_admit(path: Path, runtime: str = "auto") -> Runtime:
         loads.append(path)
-        return real_load_checked(path, runtime)
+        return real_admit(path, runtime)
 
-    monkeypatch.setattr(registry_module, "load_checked", counting_load_checked)
+    monkeypatch.setattr(registry_module, "admit", counting_admit)
     drop(small_dir, tmp_path, "iris", 1)
     broken = drop(small_dir, tmp_path, "iris", 2)
     tamper(broken)

@@ -8,9 +8,9 @@ import pytest
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import LinearRegression
 
+from flaskserve.admission import load_runtime
 from flaskserve.artifact import load_model
 from flaskserve.errors import ArtifactError, InvalidInput, ModelError
-from flaskserve.runtime import load_runtime
 from flaskserve.runtime.sklearn import SklearnRuntime
 
 ROW = np.array([[5.9, 3.0, 5.1, 1.8]])

@@ -7,11 +7,11 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
+from .. import dataplane
 from ..artifact import ModelManifest
 from ..errors import FlaskServeError
 from ..runtime.registry import ServedModel
-from .auth import require_api_key
-from .state import get_model, get_state
+from .state import get_state, request_scope
 
 bp = Blueprint("health", __name__)
 
@@ -26,7 +26,7 @@ def health() -> ResponseReturnValue:
 def ready() -> ResponseReturnValue:
     """200 once the default model is loaded and checked; otherwise 503 with the reason."""
     try:
-        model = get_model()
+        model = get_state().registry.snapshot.get()
     except FlaskServeError as e:
         return jsonify(status="not ready", error=e.message), 503, {"Retry-After": "5"}
     return jsonify(status="ready", model=model.name, version=model.version)
@@ -43,16 +43,17 @@ def metrics() -> ResponseReturnValue:
 @bp.get("/model/<name>")
 def model(name: str | None = None) -> ResponseReturnValue:
     """The manifest, less what only the operator needs (hashes of files on disk)."""
-    require_api_key()
-    return jsonify(public_metadata(get_model(name)))
+    environ, state = request_scope()
+    served = dataplane.begin(environ, state, name, predicting=False).describe()
+    return jsonify(public_metadata(served))
 
 
 @bp.get("/model/<name>/stats")
 def model_stats(name: str) -> ResponseReturnValue:
     """Requests the model answered and its latency percentiles, summed over all workers."""
-    require_api_key()
-    served = get_model(name)
-    return jsonify(get_state().metrics.model_stats(served.name))
+    environ, state = request_scope()
+    served = dataplane.begin(environ, state, name, predicting=False).model
+    return jsonify(state.metrics.model_stats(served.name))
 
 
 def public_metadata(served: ServedModel) -> dict[str, Any]:

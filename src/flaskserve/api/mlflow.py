@@ -5,12 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from .. import __version__
+from .. import dataplane
 from ..codecs import mlflow
 from ..errors import UnsupportedMediaType
-from .auth import require_api_key
-from .body import read_body, read_json
-from .state import answered_by, get_model_to_predict, request_scope
+from ..version import __version__
+from .state import request_scope
 
 bp = Blueprint("mlflow", __name__)
 
@@ -22,23 +21,20 @@ _CSV = ("text/csv",)
 def invocations() -> ResponseReturnValue:
     """Score the default model; the body's Content-Type picks JSON or CSV, as in MLflow."""
     environ, state = request_scope()
-    require_api_key(state)
-    model = get_model_to_predict(environ, state)
-    names = model.runtime.manifest.feature_names
-    settings = state.settings
+    call = dataplane.begin(environ, state)
+    names = call.manifest.feature_names
+    max_rows = state.settings.max_rows
     content_type = request.mimetype
     if content_type in _CSV:
-        rows = mlflow.decode_csv(read_body(environ, settings), names, settings.max_rows)
+        rows = mlflow.decode_csv(call.body(), names, max_rows)
     elif content_type in _JSON or content_type.endswith("+json"):
-        rows = mlflow.decode_json(read_json(environ, settings), names, settings.max_rows)
+        rows = mlflow.decode_json(call.body_json(), names, max_rows)
     else:
         shown = content_type or "none"
         raise UnsupportedMediaType(
             f"Content-Type {shown!r} is not accepted; send application/json or text/csv"
         )
-    prediction = model.runtime.predict(rows)
-    answered_by(environ, model, rows=len(rows))
-    return jsonify(mlflow.encode_predictions(prediction))
+    return jsonify(mlflow.encode_predictions(call.predict(rows)))
 
 
 @bp.get("/ping")

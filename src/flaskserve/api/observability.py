@@ -19,8 +19,9 @@ from typing import Any
 
 from flask import Flask
 
+from ..dataplane import CALL, STATE, Call, ServerState
 from ..runtime.registry import ServedModel
-from .state import ANSWERED_BY, EXTENSION_KEY, PREDICTING, ROWS_ANSWERED, STATE, ServerState
+from .state import EXTENSION_KEY
 
 access_logger = logging.getLogger("flaskserve.access")
 
@@ -39,9 +40,9 @@ class RequestObserver:
     """WSGI middleware: start the clock, pick the request id, add the answer's headers, and
     record the answer in the metrics and the access log once its status is known.
 
-    What a view has to report (the model asked for and the one that answered, the rows) it
-    leaves in the WSGI environ (:mod:`.state`), which this layer reads without going
-    through Flask's context-local proxies.
+    What it reports (the model asked for and the one that answered, the rows) the data
+    plane leaves in the WSGI environ as the request's :class:`~flaskserve.dataplane.Call`,
+    which this layer reads without going through Flask's context-local proxies.
     """
 
     def __init__(self, app: WSGIApp, state: ServerState) -> None:
@@ -58,7 +59,9 @@ class RequestObserver:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             nonlocal observed
             headers.append(("X-Request-ID", request_id))
-            answered: ServedModel | None = environ.get(ANSWERED_BY)
+            call: Call | None = environ.get(CALL)
+            # an error after the model answered (its output failed a check) is not its answer
+            answered = call.answered if call is not None and status < "4" else None
             if answered is not None:
                 headers.append(("X-Model-Name", answered.name))
                 headers.append(("X-Model-Version", str(answered.version)))
@@ -77,17 +80,18 @@ class RequestObserver:
         # the route's pattern, not the raw path: label values must stay few
         rule = getattr(request, "url_rule", None)
         endpoint = rule.rule if rule is not None else "unmatched"
+        call: Call | None = environ.get(CALL)
         # only predictions are labelled with their model: metadata requests would skew its figures
-        predicted: ServedModel | None = environ.get(PREDICTING)
+        predicted = call.model.name if call is not None and call.predicting else ""
         # rows and the version gauge count answers only, not refusals
-        answered: ServedModel | None = environ.get(ANSWERED_BY)
+        answered: ServedModel | None = call.answered if call is not None and status < 400 else None
         self._state.metrics.record(
             endpoint,
-            predicted.name if predicted is not None else "",
+            predicted,
             str(answered.version) if answered is not None else None,
             status,
             seconds,
-            environ.get(ROWS_ANSWERED),
+            call.rows if call is not None and answered is not None else None,
         )
         if self._state.settings.access_log:
             record = {

@@ -13,10 +13,10 @@ from typing import Any
 from flask import Blueprint, Response, abort, jsonify, send_from_directory
 from flask.typing import ResponseReturnValue
 
-from .. import __version__
 from ..artifact import ModelManifest
 from ..runtime.registry import Snapshot
-from .state import get_state
+from ..version import __version__
+from .auth import require_api_key
 
 bp = Blueprint("openapi", __name__)
 
@@ -37,7 +37,9 @@ window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui",
 
 @bp.get("/openapi.json")
 def openapi_document() -> ResponseReturnValue:
-    return jsonify(build_document(get_state().registry.snapshot))
+    """The API as this server serves it; it lists the models' features and training ranges,
+    so it needs an API key when keys are configured (the Swagger page at /docs does not)."""
+    return jsonify(build_document(require_api_key().registry.snapshot))
 
 
 @bp.get("/docs")

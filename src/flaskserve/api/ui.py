@@ -13,12 +13,13 @@ from typing import Any
 from flask import Blueprint, Response, abort, jsonify, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from .. import __version__
+from .. import dataplane
 from ..artifact import Feature, ModelManifest
 from ..runtime.registry import Snapshot
+from ..version import __version__
 from .auth import require_api_key
 from .health import public_metadata
-from .state import get_model, get_state
+from .state import request_scope
 
 bp = Blueprint(
     "ui",
@@ -39,10 +40,10 @@ MAX_STEP_DECIMALS = 4
 @bp.get("/")
 def index() -> ResponseReturnValue:
     """HTML for a browser (it asks for text/html), a JSON index of the endpoints otherwise."""
-    require_api_key()
+    state = require_api_key()
     wants = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    models = _model_list(get_state().registry.snapshot)
-    if wants == "text/html" and get_state().settings.ui:
+    models = _model_list(state.registry.snapshot)
+    if wants == "text/html" and state.settings.ui:
         response = _page("flaskserve/index.html", models=models, version=__version__)
     else:
         response = jsonify(
@@ -55,10 +56,11 @@ def index() -> ResponseReturnValue:
 @bp.get("/ui/<name>")
 def model_page(name: str) -> ResponseReturnValue:
     """One input per feature, a Predict button, the prediction, and the model card."""
-    require_api_key()
-    if not get_state().settings.ui:
+    state = require_api_key()
+    if not state.settings.ui:
         abort(404)
-    served = get_model(name)
+    environ, _ = request_scope()
+    served = dataplane.begin(environ, state, name, predicting=False).describe()
     manifest = served.runtime.manifest
     data = {
         "name": served.name,
@@ -106,7 +108,7 @@ def _model_list(snapshot: Snapshot) -> list[dict[str, Any]]:
     listed = []
     for name in names:
         versions = snapshot.models.get(name, {})
-        failures = {str(v): why for (n, v), why in snapshot.failures.items() if n == name}
+        failures = {str(v): why for v, why in snapshot.failures_of(name).items()}
         listed.append(
             {
                 "name": name,

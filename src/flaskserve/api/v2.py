@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from .. import __version__
+from .. import dataplane
 from ..codecs import v2
 from ..codecs.jsonbody import parse_json
 from ..errors import InvalidInput
 from ..runtime.registry import ServedModel, Snapshot
-from .auth import require_admin, require_api_key
-from .body import read_body, read_json
-from .state import answered_by, get_model, get_model_to_predict, get_state, request_scope
+from ..version import __version__
+from .auth import require_admin
+from .state import get_state, request_scope
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -39,22 +39,23 @@ def ready() -> ResponseReturnValue:
 @bp.get("/models/<name>")
 @bp.get("/models/<name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None) -> ResponseReturnValue:
-    require_api_key()
-    model = get_model(name, version)
-    snapshot = _snapshot()
+    environ, state = request_scope()
+    model = dataplane.begin(environ, state, name, version, predicting=False).describe()
+    snapshot = state.registry.snapshot
     versions = [str(v) for v in sorted(snapshot.models.get(name, {}))]
     body = v2.encode_model_metadata(model.runtime.manifest, name=name, versions=versions)
-    failures = {str(v): why for (n, v), why in snapshot.failures.items() if n == name}
+    failures = {str(v): why for v, why in snapshot.failures_of(name).items()}
     if failures:  # a newer version that failed its checks shows here while the old one serves
         body.setdefault("parameters", {})["load_failures"] = failures
-    answered_by(request.environ, model)
     return jsonify(body)
 
 
 @bp.get("/models/<name>/ready")
 @bp.get("/models/<name>/versions/<version>/ready")
 def model_ready(name: str, version: str | None = None) -> ResponseReturnValue:
-    model = get_model(name, version)  # 404 if unknown, 503 if not ready
+    environ, state = request_scope()
+    # 404 if unknown, 503 if not ready; it tells which models exist, so it needs a key
+    model = dataplane.begin(environ, state, name, version, predicting=False).model
     return jsonify(name=name, version=str(model.version), ready=True)
 
 
@@ -62,24 +63,21 @@ def model_ready(name: str, version: str | None = None) -> ResponseReturnValue:
 @bp.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None) -> ResponseReturnValue:
     environ, state = request_scope()
-    require_api_key(state)
-    model = get_model_to_predict(environ, state, name, version)
-    manifest = model.runtime.manifest
-    settings = state.settings
-    inputs = v2.decode_infer_request(read_json(environ, settings), manifest, settings.max_rows)
-    prediction = model.runtime.predict(inputs.rows, proba="predict_proba" in inputs.outputs)
+    call = dataplane.begin(environ, state, name, version)
+    manifest = call.manifest
+    inputs = v2.decode_infer_request(call.body_json(), manifest, state.settings.max_rows)
+    prediction = call.predict(inputs.rows, proba="predict_proba" in inputs.outputs)
     body = v2.encode_infer_response(
-        prediction, inputs, manifest, model_name=name, model_version=str(model.version)
+        prediction, inputs, manifest, model_name=name, model_version=str(call.model.version)
     )
-    answered_by(environ, model, rows=len(inputs.rows))
     return jsonify(body)
 
 
 @bp.post("/repository/index")
 def repository_index() -> ResponseReturnValue:
-    require_admin()
+    state = require_admin()
     options = _admin_options()
-    rows = get_state().registry.refresh().statuses()
+    rows = state.registry.refresh().statuses()
     if "ready" in options:
         rows = [r for r in rows if (r["state"] == "READY") == options["ready"]]
     return jsonify(rows)
@@ -87,16 +85,14 @@ def repository_index() -> ResponseReturnValue:
 
 @bp.post("/repository/models/<name>/load")
 def repository_load(name: str) -> ResponseReturnValue:
-    require_admin()
-    snapshot = get_state().registry.set_unloaded(name, False)
+    snapshot = require_admin().registry.set_unloaded(name, False)
     served: ServedModel = snapshot.get(name)  # 503 with the reason if it failed its checks
     return jsonify(name=name, version=str(served.version), state="READY")
 
 
 @bp.post("/repository/models/<name>/unload")
 def repository_unload(name: str) -> ResponseReturnValue:
-    require_admin()
-    get_state().registry.set_unloaded(name, True)
+    require_admin().registry.set_unloaded(name, True)
     return jsonify(name=name, state="UNLOADED")
 
 
@@ -106,7 +102,7 @@ def _snapshot() -> Snapshot:
 
 def _admin_options() -> dict[str, Any]:
     environ, state = request_scope()
-    body = read_body(environ, state.settings)
+    body = dataplane.read_body(environ, state.settings.max_body_bytes)
     if not body.strip():
         return {}
     options = parse_json(body, state.settings.max_json_depth)

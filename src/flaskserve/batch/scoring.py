@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from ..admission import admit
 from ..artifact import ModelManifest
 from ..codecs.records import class_names_of
 from ..errors import ArtifactError
 from ..runtime.base import Runtime
-from ..runtime.loader import load_runtime
 from .cells import decode_features
 from .sources import Piece, RawChunk, read_piece
 
@@ -112,11 +112,12 @@ def score_chunk(raw: RawChunk, job: ScoringJob, runtime: Runtime) -> ChunkResult
 
 
 def load_checked_runtime(model: ModelRef) -> Runtime:
-    """Load *model* (the loader verifies every file's SHA-256) and check it is the one asked for.
+    """Admit *model* as ``serve`` would, and check it is the one the client read.
 
-    :raises ArtifactError: unloadable, or its manifest changed since the client read it.
+    :raises ArtifactError: refused by :func:`~flaskserve.admission.admit`, or its
+        manifest changed since the client read it.
     """
-    runtime = load_runtime(model.path, model.runtime)
+    runtime = admit(model.path, model.runtime)
     if runtime.manifest.sha256 != model.sha256:
         raise ArtifactError(
             f"{model.path}: the model changed while the batch ran (manifest SHA-256"

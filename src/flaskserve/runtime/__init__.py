@@ -1,8 +1,10 @@
-"""Model runtimes: load an artifact, predict on arrays. Nothing here knows HTTP."""
+"""Model runtimes: predict on arrays. Nothing here knows HTTP.
+
+A directory becomes a runtime through :func:`flaskserve.admission.admit` only.
+"""
 
 from __future__ import annotations
 
 from .base import Prediction, Runtime
-from .loader import load_runtime
 
-__all__ = ["Prediction", "Runtime", "load_runtime"]
+__all__ = ["Prediction", "Runtime"]

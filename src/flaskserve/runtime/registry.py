@@ -21,12 +21,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from ..admission import admit
 from ..artifact import MANIFEST_NAME, read_manifest
 from ..errors import ArtifactError, FlaskServeError, InvalidInput, ModelNotFound, ModelNotReady
 from .base import Runtime
-from .loader import load_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +81,7 @@ class Snapshot:
             raise ModelNotReady(f"model {name!r} is not available: {self.error}")
         if name in self.unloaded:
             raise ModelNotReady(f"model {name!r} is unloaded")
-        failed = {v: why for (n, v), why in self.failures.items() if n == name}
+        failed = self.failures_of(name)
         if version is not None and version in failed:
             raise ModelNotReady(
                 f"model {name!r} version {version} failed to load: {failed[version]}"
@@ -93,6 +91,10 @@ class Snapshot:
         if version is not None and (name in self.models or failed):
             raise ModelNotFound(f"model {name!r} has no version {version}")
         raise ModelNotFound(f"no model named {name!r}")
+
+    def failures_of(self, name: str) -> dict[int, str]:
+        """Why each refused version of *name* was refused, by version."""
+        return {v: why for (n, v), why in self.failures.items() if n == name}
 
     def statuses(self) -> list[dict[str, object]]:
         """Every known version: READY, UNAVAILABLE (with the reason) or UNLOADED."""
@@ -151,7 +153,7 @@ class ModelRegistry:
         processes; ``None`` keeps them in this process only.
     :param default_model: the model ``/predict`` serves; default: the only
         model, or the first name in sorted order.
-    :param runtime: ``auto``, ``sklearn`` or ``compiled`` (see :func:`load_runtime`).
+    :param runtime: ``auto``, ``sklearn`` or ``compiled`` (see :func:`~flaskserve.admission.admit`).
     :param wrap: applied to each runtime once it passed its checks (e.g. batching).
     :param on_failure: told ``(name, version, reason)`` of each version refused.
     """
@@ -249,7 +251,7 @@ class ModelRegistry:
         if entry is not None and entry.fingerprint == fingerprint:
             return
         try:
-            runtime = load_checked(path, self._runtime)
+            runtime = admit(path, self._runtime)
             model = ServedModel(key[0], key[1], self._wrap(runtime) if self._wrap else runtime)
         except FlaskServeError as e:
             logger.error("model %r version %s not served: %s", key[0], key[1], e.message)
@@ -330,34 +332,6 @@ def discover(root: Path) -> dict[Key, Path]:
                 continue
             found[(model_dir.name, int(version_dir.name))] = version_dir
     return found
-
-
-def load_checked(path: Path, runtime: str = "auto") -> Runtime:
-    """Load an artifact and prove it works before it may serve.
-
-    Beyond ``load_model``'s hash and type checks: the estimator's feature count
-    must match the manifest, and the smoke rows stored at training must give
-    the predictions recorded then.
-
-    :raises ArtifactError: any check fails.
-    """
-    loaded = load_runtime(path, runtime)
-    sample = loaded.manifest.sample
-    if sample.get("inputs"):
-        rows = np.asarray(sample["inputs"], dtype=np.float64)
-        got = loaded.predict(rows).predictions
-        expected = np.asarray(sample["predictions"])
-        same = (
-            np.allclose(got, expected, rtol=1e-6, atol=1e-6)
-            if got.dtype.kind == "f"
-            else np.array_equal(got, expected)
-        )
-        if not same:
-            raise ArtifactError(
-                f"{path}: smoke test failed: the sample rows stored at training"
-                " no longer give the recorded predictions"
-            )
-    return loaded
 
 
 def _fingerprint(path: Path) -> Fingerprint:
