@@ -549,21 +549,21 @@ def test_load_refuses_a_bad_manifest(
 
 
 @pytest.mark.parametrize(
-    ("key", "value"),
+    ("key", "value", "message"),
     [
-        ("model_file", 5),
-        ("model_file", None),
-        ("sha256", 5),
-        ("features", [{"name": ["sepal_length"]}]),
+        ("model_file", 5, "model_file must be a plain file name"),
+        ("model_file", None, "model_file must be a plain file name"),
+        ("sha256", 5, "sha256 must be 64 hexadecimal digits"),
+        ("features", [{"name": ["sepal_length"]}], "features must be unique non-empty names"),
     ],
     ids=["model-file-int", "model-file-null", "sha256-int", "feature-name-list"],
 )
 def test_load_refuses_wrongly_typed_fields(
-    key: str, value: Any, model_dir: Path, tmp_path: Path
+    key: str, value: Any, message: str, model_dir: Path, tmp_path: Path
 ) -> None:
     copy = _copy(model_dir, tmp_path)
     _write_json(copy, _set(key, value)(_read_json(copy)))
-    with pytest.raises(ArtifactError):
+    with pytest.raises(ArtifactError, match=rf"^flaskserve\.json: {message}$"):
         flaskserve.load_model(copy)
 
 

@@ -10,6 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from flaskserve.app import create_app
+from flaskserve.errors import SettingsError
 from flaskserve.settings import Settings
 
 ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
@@ -80,7 +81,8 @@ def test_probes_stay_open(keyed: FlaskClient, path: str) -> None:
 
 
 def test_keys_too_short_are_refused(model_dir: Path) -> None:
-    with pytest.raises(Exception, match="at least 16 characters"):
+    refused = r"^api_keys: expected comma-separated keys of at least 16 characters$"
+    with pytest.raises(SettingsError, match=refused):
         Settings(model_dir=model_dir, api_keys="short")
 
 
