@@ -77,7 +77,7 @@ def test_get_predict_is_405_with_allow(client: FlaskClient) -> None:
     assert response.json == {"error": "method GET is not allowed on /predict; use POST, PUT"}
 
 
-def test_health_ready_model(client: FlaskClient) -> None:
+def test_health_ready_model(client: FlaskClient, tutorial_accuracy: float) -> None:
     assert client.get("/health").json == {"status": "alive"}
     assert client.get("/ready").json == {"status": "ready", "model": "iris", "version": 1}
     model = client.get("/model").json
@@ -85,7 +85,7 @@ def test_health_ready_model(client: FlaskClient) -> None:
     assert model["name"] == "iris"
     assert model["class_names"] == ["setosa", "versicolor", "virginica"]
     assert [f["name"] for f in model["features"]] == list(ROW)
-    assert model["metrics"]["accuracy"] == 0.9555555555555556
+    assert model["metrics"]["accuracy"] == tutorial_accuracy
     assert "sha256" not in model
 
 

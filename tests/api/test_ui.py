@@ -259,7 +259,7 @@ def test_card_shows_confusion_matrix(iris_page: tuple[TestResponse, Page]) -> No
 
 
 def test_card_shows_importances_hash_and_metrics(
-    iris_page: tuple[TestResponse, Page], iris_manifest: ModelManifest
+    iris_page: tuple[TestResponse, Page], iris_manifest: ModelManifest, tutorial_accuracy: float
 ) -> None:
     response, page = iris_page
     assert page.by_id("importances")
@@ -267,7 +267,7 @@ def test_card_shows_importances_hash_and_metrics(
     html = response.get_data(as_text=True)
     assert iris_manifest.sha256 in html
     metrics = {row[0][0]: row[1][0] for row in page.tables["metrics"]}
-    assert metrics["accuracy"] == "0.9556"
+    assert metrics["accuracy"] == f"{tutorial_accuracy:.4f}"
     assert metrics["test_rows"] == "45"
 
 
