@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
-import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from .admission import RUNTIME_CHOICES
 from .artifact import MANIFEST_NAME, ModelManifest, untrusted_types
+from .batch.options import DEFAULT_CHUNK_ROWS, ENGINES, FORMATS
 from .errors import ArtifactError, DatasetError, FlaskServeError, SettingsError
 from .packaging import save_model
 from .settings import DEFAULT_MODEL_DIR, Settings
 from .version import __version__
 
+F = TypeVar("F", bound=Callable[..., Any])
 _PICKLE_WARNING = (
     "refusing to read a pickle without --trust-pickle. Loading a pickle runs any code its "
     "author put in it (via __reduce__), so a model file from an unknown source can take over "
@@ -148,17 +149,38 @@ _RUNTIME = click.option(
     type=click.Choice(RUNTIME_CHOICES),
     help="auto: the compiled model where it passed its parity gate, else scikit-learn.",
 )
+_SERVER_OPTIONS = (
+    click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind."),
+    click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535)),
+    click.option(
+        "--workers", type=click.IntRange(min=1), help="Worker processes [default: one per core]."
+    ),
+    _RUNTIME,
+    _THREADS,
+    _KEEPALIVE,
+    click.option(
+        "--server",
+        "http_server",
+        type=click.Choice(["gunicorn", "granian"]),
+        default="gunicorn",
+        show_default=True,
+        help="The HTTP server; granian is an optional extra (docs/performance.md compares them).",
+    ),
+)
+
+
+def _server_options(command: F) -> F:
+    """The options of every command that starts the server, declared once."""
+    for option in reversed(_SERVER_OPTIONS):
+        command = option(command)
+    return command
 
 
 @main.command()
 @click.argument(
     "model_dir", required=False, type=click.Path(path_type=Path), default=DEFAULT_MODEL_DIR
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--workers", type=click.IntRange(min=1), help="gunicorn workers [default: one per core]."
-)
+@_server_options
 @click.option("--dev", is_flag=True, help="Use Flask's development server instead of gunicorn.")
 @click.option(
     "--debugger", is_flag=True, help="With --dev: the Werkzeug debugger (loopback hosts only)."
@@ -166,23 +188,13 @@ _RUNTIME = click.option(
 @click.option(
     "--access-log", is_flag=True, help="Log one JSON line per request (FLASKSERVE_ACCESS_LOG)."
 )
-@_RUNTIME
-@_THREADS
-@_KEEPALIVE
 def serve(model_dir: Path, **options: Any) -> None:
     """Serve MODEL_DIR (default build/iris): one artifact, or a <name>/<version>/ repository."""
     _serve(model_dir, **options)
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--workers", type=click.IntRange(min=1), help="gunicorn workers [default: one per core]."
-)
-@_RUNTIME
-@_THREADS
-@_KEEPALIVE
+@_server_options
 def quickstart(**options: Any) -> None:
     """Train the tutorial's iris model into build/iris if missing, then serve it."""
     if not (DEFAULT_MODEL_DIR / MANIFEST_NAME).exists():
@@ -223,15 +235,24 @@ def _serve(
     dev: bool = False,
     debugger: bool = False,
     access_log: bool = False,
+    http_server: str = "gunicorn",
 ) -> None:
     from .serving import gunicorn as server
 
     if debugger and not dev:
         raise click.UsageError("--debugger needs --dev (gunicorn never runs the debugger)")
-    if debugger and not server.is_loopback(host):
-        raise click.UsageError(
-            f"--debugger runs arbitrary code; it is allowed on loopback only, not {host}"
-        )
+    if http_server == "granian":
+        from .serving import granian
+
+        try:
+            granian.server_class()  # fail now, before the models are checked
+        except granian.GranianMissing as e:
+            raise click.UsageError(str(e)) from None
+    if debugger:
+        try:
+            server.check_debugger_host(host)
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
     try:
         settings = Settings.from_env(
             model_dir=model_dir, runtime=runtime, access_log=access_log or None
@@ -253,9 +274,8 @@ def _serve(
         metrics_dir.mkdir()
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
         workers = workers or server.default_workers()
-        server.run_gunicorn(
-            settings, host=host, port=port, workers=workers, threads=threads, keepalive=keepalive
-        )
+        run = server.run_gunicorn if http_server == "gunicorn" else granian.run_granian
+        run(settings, host=host, port=port, workers=workers, threads=threads, keepalive=keepalive)
 
 
 class _BatchFailed(click.ClickException):
@@ -274,12 +294,8 @@ class _BatchFailed(click.ClickException):
     type=click.Path(dir_okay=False, path_type=Path),
     help="The scored file (.csv or .parquet), written whole or not at all.",
 )
-@click.option(
-    "--input-format", type=click.Choice(["csv", "parquet"]), help="[default: from the suffix]"
-)
-@click.option(
-    "--output-format", type=click.Choice(["csv", "parquet"]), help="[default: from the suffix]"
-)
+@click.option("--input-format", type=click.Choice(FORMATS), help="[default: from the suffix]")
+@click.option("--output-format", type=click.Choice(FORMATS), help="[default: from the suffix]")
 @click.option(
     "--id-column", metavar="COLUMN", help="An input column copied to the output and the rejects."
 )
@@ -297,11 +313,11 @@ class _BatchFailed(click.ClickException):
     "--chunk-rows",
     metavar="N",
     type=click.IntRange(min=1),
-    default=65_536,
+    default=DEFAULT_CHUNK_ROWS,
     show_default=True,
     help="Rows read and scored at a time: memory is about N x columns x 8 bytes per chunk.",
 )
-@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True)
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True)
 @click.option(
     "--scheduler",
     metavar="ADDRESS",
@@ -338,84 +354,28 @@ def batch(model_dir: Path, input_file: Path, quiet: bool, **options: Any) -> Non
         click.echo(summary.describe(), err=True)
 
 
-@dataclasses.dataclass(frozen=True)
-class _RepositoryReport:
-    models: dict[str, str]  # "name vN" -> runtime kind
-    names: list[str]
-    failures: list[tuple[str, int, str]]
-    error: str | None
-    notes: list[str]  # the registry's warnings: a version leading outside, a forced runtime
-
-
-def _check_repository(settings: Settings) -> dict[str, str]:
-    """Load every model once before any worker does; refuse a directory with none that works.
-
-    The check runs in a child process: ONNX Runtime's threads do not survive
-    gunicorn's fork, and the master has no use for the models it would hold.
-    """
-    command = [sys.executable, "-m", "flaskserve", "inspect-repository", str(settings.model_dir)]
-    command += ["--runtime", settings.runtime]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise click.ClickException(
-            f"checking {settings.model_dir} failed: {done.stderr.strip()[-500:]}"
-        )
-    report = _RepositoryReport(**json.loads(done.stdout))
-    for note in report.notes:
-        click.echo(f"warning: {note}", err=True)
-    for name, version, reason in report.failures:
-        click.echo(
-            f"warning: model {name!r} version {version} will not be served: {reason}", err=True
-        )
-    if not report.models:
-        reasons = [report.error] if report.error else [r for _, _, r in report.failures]
-        reasons += report.notes
-        hint = " (run `flaskserve train` first)" if settings.model_dir == DEFAULT_MODEL_DIR else ""
-        message = "; ".join(r for r in reasons if r) or "no model could be loaded"
-        raise click.BadParameter(message + hint, param_hint="MODEL_DIR")
-    if settings.default_model is not None and settings.default_model not in report.names:
-        raise click.UsageError(
-            f"FLASKSERVE_DEFAULT_MODEL: {settings.default_model!r} is not a model in"
-            f" {settings.model_dir} (models: {', '.join(report.names)})"
-        )
-    return report.models
-
-
-class _WarningCollector(logging.Handler):
-    """Keeps the messages of WARNING records (errors are reported as failures already)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.notes: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno == logging.WARNING:
-            self.notes.append(record.getMessage())
-
-
 @main.command("inspect-repository", hidden=True)
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("--runtime", default="auto")
 def inspect_repository(model_dir: Path, runtime: str) -> None:
     """Load every model in MODEL_DIR and print what would be served, as JSON."""
-    from .runtime.registry import ModelRegistry
+    from .preflight import inspect
 
-    # Everything goes into the JSON, once: failures from the snapshot,
-    # and notes (a version that leads outside the directory) from the registry's warnings.
-    collector = _WarningCollector()
-    package_log = logging.getLogger("flaskserve")
-    package_log.addHandler(collector)
-    package_log.propagate = False
-    snapshot = ModelRegistry(model_dir, runtime=runtime).refresh()
-    models = {
-        f"{name} v{max(versions)}": versions[max(versions)].runtime.kind
-        for name, versions in snapshot.models.items()
-    }
-    failures = [(name, version, reason) for (name, version), reason in snapshot.failures.items()]
-    report = _RepositoryReport(
-        models, sorted(snapshot.models), failures, snapshot.error, collector.notes
-    )
-    click.echo(json.dumps(dataclasses.asdict(report)))
+    click.echo(json.dumps(dataclasses.asdict(inspect(model_dir, runtime))))
+
+
+def _check_repository(settings: Settings) -> dict[str, str]:
+    from .preflight import check_repository
+
+    try:
+        report = check_repository(settings)
+    except ArtifactError as e:
+        raise click.BadParameter(e.message, param_hint="MODEL_DIR") from None
+    except SettingsError as e:
+        raise click.UsageError(e.message) from None
+    for note in report.warnings():
+        click.echo(f"warning: {note}", err=True)
+    return report.models
 
 
 def _split(values: str | None) -> list[str] | None:

@@ -52,6 +52,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_debugger_host(host: str) -> None:
+    """:raises ValueError: *host* is not loopback, where the debugger would give anyone who
+    can reach the port a Python shell."""
+    if not is_loopback(host):
+        raise ValueError(
+            f"--debugger runs arbitrary code; it is allowed on loopback only, not {host}"
+        )
+
+
 def bind_address(host: str, port: int) -> str:
     return f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -166,8 +175,6 @@ def run_development(settings: Settings, *, host: str, port: int, debugger: bool)
     :raises ValueError: the debugger was asked for on a non-loopback address,
         where it would give anyone who can reach the port a Python shell.
     """
-    if debugger and not is_loopback(host):
-        raise ValueError(
-            f"the debugger runs arbitrary code; it is allowed on loopback only, not {host}"
-        )
+    if debugger:
+        check_debugger_host(host)
     create_app(settings).run(host=host, port=port, debug=debugger, use_reloader=False)
