@@ -106,7 +106,11 @@ def _prepare(options: BatchOptions) -> tuple[Source, ScoringJob]:
 
 def _check_paths(options: BatchOptions) -> None:
     if not options.input.is_file():
-        problem = "is a directory" if options.input.is_dir() else "does not exist"
+        problem = "does not exist"
+        if options.input.is_dir():
+            problem = "is a directory"
+        elif options.input.exists():  # a FIFO, socket or device: the input is read twice
+            problem = "is not a regular file"
         raise InputFileError(f"{options.input}: {problem}")
     paths = [options.input.resolve(), options.output.resolve(), options.rejects_path.resolve()]
     if len(set(paths)) != 3:

@@ -10,6 +10,8 @@ read with a buffered stream so a large row group is never loaded whole.
 from __future__ import annotations
 
 import itertools
+import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +97,7 @@ def open_source(
         of a type that holds no numbers.
     """
     try:
+        _check_regular(path)
         if fmt == "csv":
             return _open_csv(path, features, id_column, chunk_rows)
         return _open_parquet(path, features, id_column, chunk_rows, split=split)
@@ -105,17 +108,35 @@ def open_source(
 def read_piece(piece: Piece, columns: Sequence[str], chunk_rows: int) -> Iterator[RawChunk]:
     """Read *piece* as chunks of at most *chunk_rows* rows (CSV: one chunk per piece).
 
-    :raises InputFileError: the bytes do not parse as the format.
+    :raises InputFileError: the bytes do not parse as the format, cannot be
+        read, or are fewer than when the source was opened.
     """
     import pyarrow as pa
 
     try:
+        _check_regular(piece.path)  # replaced since the source was opened
         if isinstance(piece, CsvPiece):
             yield _read_csv(piece, columns)
         else:
             yield from _read_parquet(piece, columns, chunk_rows)
     except pa.ArrowException as e:
-        raise InputFileError(f"{piece.path}: {e}") from e
+        raise InputFileError(f"{piece.path}: {_one_line(e)}") from e
+    except OSError as e:  # gone, replaced, or a corrupt Parquet page (Arrow's IOError)
+        raise InputFileError(f"{piece.path}: cannot read ({e.strerror or _one_line(e)})") from e
+
+
+def _one_line(error: Exception) -> str:
+    """Arrow's message on one line: its reasons come on lines of their own."""
+    return " ".join(str(error).split())
+
+
+def _check_regular(path: Path | str) -> None:
+    """Refuse what is not a file before opening it: opening a FIFO waits for a writer."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise InputFileError(f"{path}: is a directory")
+    if not stat.S_ISREG(mode):
+        raise InputFileError(f"{path}: is not a regular file")
 
 
 # --- CSV -------------------------------------------------------------------------------------
@@ -146,11 +167,34 @@ def _csv_header(path: Path, header: bytes) -> list[str]:
         raise InputFileError(f"{path}: empty file (expected a header row naming the columns)")
     if not header.strip():
         raise InputFileError(f"{path}: the first line is empty (expected a header row)")
+    _check_header_text(path, header)
     try:
         table = pcsv.read_csv(pa.BufferReader(header), parse_options=_csv_parse_options())
     except pa.ArrowException as e:
         raise InputFileError(f"{path}: not a readable CSV header ({e})") from e
     return [str(name) for name in table.column_names]
+
+
+def _check_header_text(path: Path, header: bytes) -> None:
+    """Refuse a header that is not UTF-8 text: binary data, UTF-16, compressed CSV."""
+    try:
+        text = header.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputFileError(
+            f"{path}: the header row is not UTF-8 text (byte 0x{header[e.start]:02x}"
+            f" at offset {e.start}); is it a CSV file?"
+        ) from e
+    control = next((i for i, c in enumerate(text) if _is_control(c)), None)
+    if control is not None:
+        raise InputFileError(
+            f"{path}: the header row holds the control character {text[control]!r}"
+            f" (character {control + 1}); is it a CSV file?"
+        )
+
+
+def _is_control(char: str) -> bool:
+    # names are echoed in errors: a NUL or an escape sequence must not reach a terminal
+    return (char < " " and char not in "\t\r\n") or "\x7f" <= char <= "\x9f"
 
 
 def _scan_csv(path: Path, chunk_rows: int) -> tuple[int, list[int], int]:
@@ -198,6 +242,11 @@ def _read_csv(piece: CsvPiece, columns: Sequence[str]) -> RawChunk:
     with open(piece.path, "rb") as f:
         f.seek(piece.start)
         data = f.read(piece.stop - piece.start)
+    if len(data) < piece.stop - piece.start:  # a record cut short would parse as another value
+        raise InputFileError(
+            f"{piece.path}: the file is shorter than when the run started"
+            f" (bytes {piece.start}-{piece.stop} expected, it ends at {piece.start + len(data)})"
+        )
     malformed: list[tuple[int, str]] = []
 
     def refuse(row: Any) -> str:
@@ -285,7 +334,11 @@ def _read_parquet(
         skip, left = 0, left - batch.num_rows
         yield RawChunk(pa.Table.from_batches([batch]), batch.num_rows)
         if left <= 0:
-            break
+            return
+    raise InputFileError(
+        f"{piece.path}: the file has fewer rows than when the run started"
+        f" (rows {piece.start}-{piece.stop} expected, {left} of them missing)"
+    )
 
 
 def _check_columns(
