@@ -12,6 +12,19 @@ reads its own metrics, and at exit). Writing each answer through
 prometheus_client costs six locked writes to the shared files (8.5 µs a
 request in a tight loop, ~5% of wrk's requests/s on the compiled model); a
 scrape every few seconds does not need them sooner.
+
+What this relies on in prometheus_client, beyond its documented API (checked by
+``tests/test_metrics_flush.py`` against the installed version):
+
+- multiprocess mode is chosen when prometheus_client is first imported, from
+  ``PROMETHEUS_MULTIPROC_DIR``; so it is imported in :class:`Metrics`, in the
+  worker, never at this module's import;
+- a histogram child keeps its sum in ``_sum`` and its per-bucket (not cumulative)
+  counts in ``_buckets``, each with ``inc``: :func:`_add_to_histogram` writes a
+  flush's many observations with one increment per bucket.
+
+Nothing happens at import: the flushing thread, and the fork hook that forgets it
+in a child process, start with the first answer recorded.
 """
 
 from __future__ import annotations
@@ -107,7 +120,7 @@ class Metrics:
             tally = self._tallies.get(key)
             if tally is None:
                 tally = self._tallies[key] = _Tally()
-                _FLUSHER.wake(self)  # once per flush: the first answer since the last one
+                _flusher().wake(self)  # once per flush: the first answer since the last one
             tally.add(seconds)
             if model and version:
                 if self._versions.get(model) != version:
@@ -267,7 +280,15 @@ class _Flusher:
             self.flush_all()
 
 
-_FLUSHER = _Flusher()
+_FLUSHERS: list[_Flusher] = []  # at most one, made on first use
+_FLUSHERS_LOCK = threading.Lock()
+
+
+def _flusher() -> _Flusher:
+    with _FLUSHERS_LOCK:
+        if not _FLUSHERS:
+            _FLUSHERS.append(_Flusher())
+        return _FLUSHERS[0]
 
 
 def _quantile(q: float, cumulative: list[tuple[float, float]]) -> float | None:
