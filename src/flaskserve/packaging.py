@@ -59,20 +59,11 @@ def save_model(
         whether it passed the parity gate (see :mod:`flaskserve.compiler`).
     :raises ValueError: the estimator, sample or names do not fit together.
     """
-    import sklearn
-    import skops
-    import skops.io as sio
-
     target = Path(path)
     task, labels = _task_and_labels(estimator)
     rows = _as_matrix(sample) if sample is not None else None
-    width = rows.shape[1] if rows is not None else _declared_width(estimator, feature_names)
-    names = _feature_names(estimator, width, feature_names)
-    if class_names is not None and len(class_names) != len(labels):
-        raise ValueError(f"class_names: expected {len(labels)} names, got {len(class_names)}")
-    if version < 1:
-        raise ValueError(f"version: expected a positive integer, got {version}")
-    payload = sio.dumps(estimator)
+    names = _checked_names(estimator, rows, feature_names, class_names, labels, version)
+    payload = _serialized(estimator)
     manifest = ModelManifest(
         name=name or target.resolve().name,
         version=version,
@@ -86,13 +77,7 @@ def save_model(
         metrics=dict(metrics or {}),
         sample=_smoke_sample(estimator, rows),
         feature_importances=feature_importances(estimator, names),
-        versions={
-            "flaskserve": __version__,
-            "scikit-learn": sklearn.__version__,
-            "skops": skops.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
+        versions=_library_versions(),
     )
     check_manifest(manifest)
     files = {manifest.model_file: payload}
@@ -101,6 +86,44 @@ def save_model(
         manifest, files = with_compiled(estimator, manifest, files, rows, holdout_rows)
     write_artifact(target, files, manifest)
     return manifest
+
+
+def _checked_names(
+    estimator: Any,
+    rows: np.ndarray | None,
+    feature_names: Sequence[str] | None,
+    class_names: Sequence[str] | None,
+    labels: tuple[Any, ...],
+    version: int,
+) -> list[str]:
+    """The feature names, once they, the class names and the version fit the estimator."""
+    width = rows.shape[1] if rows is not None else _declared_width(estimator, feature_names)
+    names = _feature_names(estimator, width, feature_names)
+    if class_names is not None and len(class_names) != len(labels):
+        raise ValueError(f"class_names: expected {len(labels)} names, got {len(class_names)}")
+    if version < 1:
+        raise ValueError(f"version: expected a positive integer, got {version}")
+    return names
+
+
+def _serialized(estimator: Any) -> bytes:
+    import skops.io as sio
+
+    return sio.dumps(estimator)  # type: ignore[no-any-return]
+
+
+def _library_versions() -> dict[str, str]:
+    """The versions that wrote the artifact: a loader can tell what it may not read."""
+    import sklearn
+    import skops
+
+    return {
+        "flaskserve": __version__,
+        "scikit-learn": sklearn.__version__,
+        "skops": skops.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def _as_matrix(sample: Any) -> np.ndarray:

@@ -15,7 +15,6 @@ numeric. Like :mod:`.records`, nothing is coerced: ``true`` is not 1 for FP64.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from ..artifact import ModelManifest
-from ..errors import InvalidInput, PayloadTooLarge
+from ..errors import InvalidInput
 from ..runtime.base import Prediction
-from .dtypes import NUMERIC_DATATYPES, datatype_of, value_converter
+from .dtypes import NUMERIC_DATATYPES, datatype_of
 from .records import class_names_of, describe
+from .v2_tensors import Tensor, quoted, shown, tensor_rows
 
 #: The outputs a request may ask for; the default is ``predict`` alone.
 OUTPUT_NAMES = ("predict", "predict_proba", "label")
@@ -57,20 +57,6 @@ class InferRequest:
     parameters: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
-class _Tensor:
-    """An input whose header is valid; its data is not checked yet."""
-
-    name: str
-    shape: tuple[int, ...]
-    datatype: str
-    data: list[Any]
-
-    @property
-    def where(self) -> str:
-        return f"input {self.name!r}"
-
-
 def decode_infer_request(payload: Any, manifest: ModelManifest, max_rows: int) -> InferRequest:
     """Turn a parsed v2 inference request into rows for the model.
 
@@ -90,7 +76,7 @@ def decode_infer_request(payload: Any, manifest: ModelManifest, max_rows: int) -
     parameters = _optional_object(payload, "parameters", "request")
     tensors = _decode_inputs(payload["inputs"])
     outputs = _decode_outputs(payload, manifest)
-    rows = _rows(tensors, manifest.feature_names, max_rows)
+    rows = tensor_rows(tensors, manifest.feature_names, max_rows)
     return InferRequest(rows=rows, outputs=outputs, id=request_id, parameters=parameters)
 
 
@@ -173,11 +159,11 @@ def _check_keys(
     unknown = [k for k in value if k not in allowed]
     if unknown:
         raise InvalidInput(
-            f"{where}: unknown key(s) {_quoted(unknown)} (allowed: {', '.join(allowed)})"
+            f"{where}: unknown key(s) {quoted(unknown)} (allowed: {', '.join(allowed)})"
         )
     missing = [k for k in required if k not in value]
     if missing:
-        raise InvalidInput(f"{where}: missing key(s) {_quoted(missing)}")
+        raise InvalidInput(f"{where}: missing key(s) {quoted(missing)}")
 
 
 def _optional_object(value: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
@@ -211,7 +197,7 @@ def _nesting(value: Any) -> int:
     return deepest
 
 
-def _decode_inputs(value: Any) -> list[_Tensor]:
+def _decode_inputs(value: Any) -> list[Tensor]:
     if not isinstance(value, list) or not value:
         got = "an empty array" if value == [] else describe(value)
         raise InvalidInput(f"'inputs': expected a non-empty array of input tensors, got {got}")
@@ -219,11 +205,11 @@ def _decode_inputs(value: Any) -> list[_Tensor]:
     counts = Counter(t.name for t in tensors)
     duplicates = [name for name, count in counts.items() if count > 1]
     if duplicates:
-        raise InvalidInput(f"inputs: duplicate input name(s) {_quoted(duplicates)}")
+        raise InvalidInput(f"inputs: duplicate input name(s) {quoted(duplicates)}")
     return tensors
 
 
-def _decode_input(item: Any, index: int) -> _Tensor:
+def _decode_input(item: Any, index: int) -> Tensor:
     where = f"inputs[{index}]"
     if not isinstance(item, dict):
         raise InvalidInput(f"{where}: expected an input tensor object, got {describe(item)}")
@@ -236,13 +222,13 @@ def _decode_input(item: Any, index: int) -> _Tensor:
     shape = item["shape"]
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise InvalidInput(
-            f"{where}: 'shape' must be an array of non-negative integers, got {_shown(shape)}"
+            f"{where}: 'shape' must be an array of non-negative integers, got {shown(shape)}"
         )
     datatype = _check_datatype(item["datatype"], where)
     if not isinstance(item["data"], list):
         raise InvalidInput(f"{where}: 'data' must be an array, got {describe(item['data'])}")
     _optional_object(item, "parameters", where)
-    return _Tensor(name, tuple(shape), datatype, item["data"])
+    return Tensor(name, tuple(shape), datatype, item["data"])
 
 
 def _check_datatype(datatype: Any, where: str) -> str:
@@ -258,127 +244,6 @@ def _check_datatype(datatype: Any, where: str) -> str:
             f" (expected one of {', '.join(NUMERIC_DATATYPES)})"
         )
     return datatype
-
-
-# --- request: layouts and data ---
-
-
-def _rows(tensors: list[_Tensor], names: Sequence[str], max_rows: int) -> np.ndarray:
-    # One input is the combined layout unless it is named after a feature and
-    # shaped like one: then it is the per-feature layout with features missing.
-    only = tensors[0]
-    if len(tensors) == 1 and (only.name not in names or only.shape[1:] == (len(names),)):
-        return _combined_rows(only, names, max_rows)
-    return _feature_rows(tensors, names, max_rows)
-
-
-def _combined_rows(tensor: _Tensor, names: Sequence[str], max_rows: int) -> np.ndarray:
-    if len(tensor.shape) != 2 or tensor.shape[1] != len(names):
-        raise InvalidInput(
-            f"{tensor.where}: expected shape [-1, {len(names)}] (rows of {', '.join(names)}),"
-            f" got {list(tensor.shape)}"
-        )
-    _check_row_count(tensor, max_rows)
-    return _floats(tensor, names).reshape(tensor.shape)
-
-
-def _feature_rows(tensors: list[_Tensor], names: Sequence[str], max_rows: int) -> np.ndarray:
-    by_name = {t.name: t for t in tensors}
-    missing = [n for n in names if n not in by_name]
-    unknown = [t.name for t in tensors if t.name not in names]
-    if missing or unknown:
-        problems = [f"missing feature input(s) {_quoted(missing)}"] if missing else []
-        problems += [f"unknown input(s) {_quoted(unknown)}"] if unknown else []
-        raise InvalidInput(
-            f"inputs: {'; '.join(problems)} (expected one input per feature: {', '.join(names)};"
-            f" or one input of shape [-1, {len(names)}])"
-        )
-    first = by_name[names[0]]
-    n = _column_length(first)
-    _check_row_count(first, max_rows)
-    for tensor in tensors:
-        if _column_length(tensor) != n:
-            raise InvalidInput(
-                f"{tensor.where}: expected {n} rows like input {first.name!r},"
-                f" got shape {list(tensor.shape)}"
-            )
-    return np.column_stack([_floats(by_name[name], (name,)) for name in names])
-
-
-def _column_length(tensor: _Tensor) -> int:
-    if len(tensor.shape) == 1 or (len(tensor.shape) == 2 and tensor.shape[1] == 1):
-        return tensor.shape[0]
-    raise InvalidInput(
-        f"{tensor.where}: expected shape [-1] or [-1, 1] for one feature, got {list(tensor.shape)}"
-    )
-
-
-def _check_row_count(tensor: _Tensor, max_rows: int) -> None:
-    n = tensor.shape[0]
-    if n == 0:
-        raise InvalidInput(
-            f"{tensor.where}: expected at least one row, got shape {list(tensor.shape)}"
-        )
-    if n > max_rows:
-        raise PayloadTooLarge(f"{n} rows is over the limit of {max_rows} per request")
-
-
-def _floats(tensor: _Tensor, columns: Sequence[str]) -> np.ndarray:
-    """The tensor's values as flat float64; each value named by row and feature on error."""
-    values = _flat_values(tensor)
-    convert = value_converter(tensor.datatype)
-    width = len(columns)
-    result = np.empty(len(values), dtype=np.float64)
-    for index, value in enumerate(values):
-        try:
-            result[index] = convert(value, tensor.datatype)
-        except ValueError as e:
-            where = f"{tensor.where}: row {index // width}, feature {columns[index % width]!r}"
-            raise InvalidInput(f"{where}: {e}") from e
-    return result
-
-
-def _flat_values(tensor: _Tensor) -> list[Any]:
-    nested = any(isinstance(v, list) for v in tensor.data)
-    values = _leaves(tensor.data) if nested else tensor.data
-    needed = math.prod(tensor.shape)
-    if len(values) != needed:
-        raise InvalidInput(
-            f"{tensor.where}: shape {list(tensor.shape)} needs {needed} values, got {len(values)}"
-        )
-    if nested:
-        _check_nesting(tensor.data, tensor.shape, tensor, "data")
-    return values
-
-
-def _leaves(data: list[Any]) -> list[Any]:
-    # Iterative, so an absurdly deep body cannot exhaust the recursion limit.
-    leaves: list[Any] = []
-    stack = [iter(data)]
-    while stack:
-        for item in stack[-1]:
-            if isinstance(item, list):
-                stack.append(iter(item))
-                break
-            leaves.append(item)
-        else:
-            stack.pop()
-    return leaves
-
-
-def _check_nesting(data: Any, shape: tuple[int, ...], tensor: _Tensor, path: str) -> None:
-    where = f"{tensor.where}: nested data does not match shape {list(tensor.shape)}"
-    if not isinstance(data, list) or len(data) != shape[0]:
-        got = f"an array of {len(data)}" if isinstance(data, list) else describe(data)
-        raise InvalidInput(f"{where}: {path} should be an array of {shape[0]}, got {got}")
-    for index, item in enumerate(data):
-        if len(shape) > 1:
-            _check_nesting(item, shape[1:], tensor, f"{path}[{index}]")
-        elif isinstance(item, list):
-            raise InvalidInput(f"{where}: {path}[{index}] should be a value, got an array")
-
-
-# --- request: values ---
 
 
 # --- request: outputs ---
@@ -397,7 +262,7 @@ def _decode_outputs(payload: dict[str, Any], manifest: ModelManifest) -> tuple[s
     names = tuple(_decode_output(item, index, manifest) for index, item in enumerate(value))
     duplicates = [name for name, count in Counter(names).items() if count > 1]
     if duplicates:
-        raise InvalidInput(f"outputs: duplicate output(s) {_quoted(duplicates)}")
+        raise InvalidInput(f"outputs: duplicate output(s) {quoted(duplicates)}")
     return names
 
 
@@ -450,20 +315,3 @@ def _predict_datatype(manifest: ModelManifest) -> str:
     if manifest.task != "classification":
         return "FP64"
     return datatype_of(np.asarray(manifest.labels).dtype)
-
-
-# --- messages ---
-
-
-def _quoted(names: Sequence[str]) -> str:
-    return ", ".join(map(repr, names))
-
-
-def _shown(value: Any) -> str:
-    if not isinstance(value, list):
-        return describe(value)
-    try:
-        text = json.dumps(value)
-    except (ValueError, RecursionError):
-        return "a deeply nested array"
-    return text if len(text) <= 40 else text[:37] + "..."
