@@ -124,3 +124,18 @@ def test_lower_layers_never_import_the_web_layers(layer: str) -> None:
         assert not wrong, f"{module} imports {sorted(wrong)}"
         web = _third_party_imports(module) & {"flask", "werkzeug"}
         assert not web, f"{module} imports {sorted(web)}"
+
+
+def test_modules_and_functions_stay_readable() -> None:
+    """Modules under 400 lines and functions under 60, so each reads at a glance."""
+    too_long = []
+    for file in sorted(PACKAGE.rglob("*.py")):
+        source = file.read_text(encoding="utf-8")
+        if source.count("\n") > 400:
+            too_long.append(f"{file.relative_to(PACKAGE)}: {source.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 60:
+                    too_long.append(f"{file.relative_to(PACKAGE)}: {node.name}() {length} lines")
+    assert not too_long, "split these: " + "; ".join(too_long)
