@@ -1,17 +1,36 @@
-"""The OpenAPI document is valid, complete, and built from the manifests."""
+"""The OpenAPI document is valid, built from the manifests, and says what the routes are.
+
+Every route of the app is in the document, every path in it is a route, and every endpoint
+has a description in ``flaskserve.api.operations`` (or is left out there, with the reason),
+so a new view fails here until it is described.
+"""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-from flask import Flask
+from flask import Blueprint, Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
+from werkzeug.exceptions import HTTPException
+
+from flaskserve.api.auth import ADMIN_ENDPOINTS, OPEN_ENDPOINTS
+from flaskserve.api.operations import EXCLUDED, OPERATIONS
+from flaskserve.app import create_app
+from flaskserve.settings import Settings
 
 ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
+# a value for each path variable of the document
+URL_VALUES = {"name": "iris", "version": "1"}
+
+_ADD_IT = (
+    "a view has no description in the OpenAPI document: add an Operation for its endpoint "
+    "to OPERATIONS in flaskserve/api/operations.py, or list it in EXCLUDED there with the reason"
+)
 
 
 @pytest.fixture()
@@ -28,23 +47,70 @@ def test_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
 
 
 def test_every_route_is_documented(app: Flask, document: dict[str, Any]) -> None:
+    models = sorted(app.extensions["flaskserve"].registry.snapshot.models)
     undocumented = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in (
-            "static",
-            "ui.static",
-            "openapi.docs",
-            "openapi.docs_asset",
-            "openapi.openapi_document",
-        ):
+        if rule.endpoint in EXCLUDED:
             continue
+        operation = OPERATIONS.get(rule.endpoint)
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
-        if path.endswith("/{name}") and path.startswith("/predict"):
-            continue  # documented once per served model, as /predict/<model name>
+        paths = [path]
+        if operation is not None and operation.rows is not None and "name" in rule.arguments:
+            # documented once per served model, as /predict/<model name>
+            paths = [path.replace("{name}", model) for model in models]
         methods = {m.lower() for m in rule.methods or ()} - {"head", "options"}
-        if path not in document["paths"] or not methods <= set(document["paths"][path]):
-            undocumented.add((path, tuple(sorted(methods))))
+        for path in paths:
+            if path not in document["paths"] or not methods <= set(document["paths"][path]):
+                undocumented.add((rule.endpoint, path, tuple(sorted(methods))))
     assert not undocumented
+
+
+def test_every_documented_operation_is_a_route(app: Flask, document: dict[str, Any]) -> None:
+    assert set(_documented_endpoints(app, document).values()) == set(OPERATIONS)
+
+
+def test_every_endpoint_is_described_or_excluded(app: Flask) -> None:
+    undescribed = _undescribed(app)
+    assert not undescribed, f"{', '.join(sorted(undescribed))}: {_ADD_IT}"
+
+
+def test_a_new_view_without_a_description_is_caught(model_dir: Path) -> None:
+    app = create_app(Settings(model_dir=model_dir, poll_seconds=0))
+    bp = Blueprint("throwaway", __name__)
+    bp.add_url_rule("/throwaway/<name>", "view", lambda name: name, methods=["POST"])
+    app.register_blueprint(bp)
+    assert _undescribed(app) == {"throwaway.view"}
+    # until it is described, it is left out, and the document stays valid
+    body: dict[str, Any] = app.test_client().get("/openapi.json").json  # type: ignore[assignment]
+    assert not [path for path in body["paths"] if path.startswith("/throwaway")]
+    validate(body)
+
+
+def test_the_tables_name_only_endpoints_of_the_app(app: Flask) -> None:
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    assert not set(OPERATIONS) & set(EXCLUDED)
+    assert set(OPERATIONS) | set(EXCLUDED) <= endpoints
+    assert all(reason.strip() for reason in EXCLUDED.values())
+
+
+def test_security_follows_the_access_policy(app: Flask, document: dict[str, Any]) -> None:
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["apiKey"].items() >= {"type": "http", "scheme": "bearer"}.items()
+    header = {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert schemes["apiKeyHeader"].items() >= header.items()
+    assert schemes["adminToken"].items() >= {"type": "http", "scheme": "bearer"}.items()
+    api_key: list[dict[str, list[str]]] = [{"apiKey": []}, {"apiKeyHeader": []}]
+    for (path, method), endpoint in _documented_endpoints(app, document).items():
+        operation = document["paths"][path][method]
+        expected: list[dict[str, list[str]]] = []
+        if endpoint not in OPEN_ENDPOINTS:
+            expected = [{"adminToken": []}] if endpoint in ADMIN_ENDPOINTS else api_key
+        assert operation["security"] == expected, (method, path)
+        assert ("401" in operation["responses"]) is (endpoint not in OPEN_ENDPOINTS), path
+        for status, response in operation["responses"].items():
+            if status != "200":
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Error"}, (method, path, status)
 
 
 def test_row_schema_comes_from_the_manifest(document: dict[str, Any]) -> None:
@@ -55,7 +121,13 @@ def test_row_schema_comes_from_the_manifest(document: dict[str, Any]) -> None:
     petal_width = schema["properties"]["petal_width"]
     assert petal_width["type"] == "number"
     assert petal_width["examples"] == [0.1, 2.5]
-    assert "/predict/iris" in document["paths"]
+    row = {"$ref": "#/components/schemas/Row.iris"}
+    for path, model in [("/predict/iris", "model 'iris'"), ("/predict", "the default model")]:
+        for method in ("post", "put"):
+            operation = document["paths"][path][method]
+            assert model in operation["summary"]
+            body = operation["requestBody"]["content"]["application/json"]["schema"]
+            assert body["oneOf"] == [row, {"type": "array", "items": row, "minItems": 1}]
 
 
 @pytest.mark.parametrize(
@@ -92,3 +164,26 @@ def test_docs_page_uses_local_assets_only(client: FlaskClient) -> None:
 @pytest.mark.parametrize("asset", ["../../etc/passwd", "swagger-editor.js", "index.html"])
 def test_docs_serves_only_its_assets(client: FlaskClient, asset: str) -> None:
     assert client.get(f"/docs/{asset}").status_code == 404
+
+
+def _documented_endpoints(app: Flask, document: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """The endpoint each operation of *document* reaches, asserting that one does."""
+    adapter = app.url_map.bind("localhost")
+    found: dict[tuple[str, str], str] = {}
+    unmatched: list[tuple[str, str, str]] = []
+    for path, item in document["paths"].items():
+        concrete = re.sub(r"{(\w+)}", lambda m: URL_VALUES[m.group(1)], path)
+        for method in set(item) - {"parameters"}:
+            try:
+                endpoint, _ = adapter.match(concrete, method=method.upper())
+            except HTTPException as e:  # no route, not that method, or a redirect
+                unmatched.append((method, path, type(e).__name__))
+                continue
+            found[(path, method)] = str(endpoint)
+    assert not unmatched
+    return found
+
+
+def _undescribed(app: Flask) -> set[str]:
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    return endpoints - set(OPERATIONS) - set(EXCLUDED)

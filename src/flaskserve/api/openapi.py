@@ -1,26 +1,65 @@
 """``GET /openapi.json`` (OpenAPI 3.1) and ``GET /docs`` (Swagger UI, served locally).
 
-The document is built from the models being served: each model's row schema
-comes from its manifest (feature names, types, the ranges seen in training),
-so a client generator or a fuzzer sees exactly what the server checks.
+The document is built from the app itself: each of its routes becomes a path, described
+by the endpoint's entry in :data:`~flaskserve.api.operations.OPERATIONS`, so the document
+cannot list a path the server does not serve. Each model's row schema comes from its
+manifest (feature names, types, the ranges seen in training), and the prediction paths
+are written once per served model, so a client generator or a fuzzer sees exactly what
+the server checks.
 """
 
 from __future__ import annotations
 
+import copy
+import re
+from collections.abc import Iterator, Mapping
+from http import HTTPStatus
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import quote
 
-from flask import Blueprint, Response, abort, jsonify, send_from_directory
+from flask import Blueprint, Response, abort, current_app, jsonify, send_from_directory
 from flask.typing import ResponseReturnValue
+from werkzeug.routing import Map, Rule
 
 from ..artifact import ModelManifest
 from ..runtime.registry import Snapshot
 from ..version import __version__
-from .auth import require_api_key
+from .auth import ADMIN_ENDPOINTS, OPEN_ENDPOINTS, require_api_key
+from .operations import OPERATIONS, Operation, Schema
 
 bp = Blueprint("openapi", __name__)
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
+_ERROR: Schema = {"$ref": "#/components/schemas/Error"}
+_API_KEY: list[Schema] = [{"apiKey": []}, {"apiKeyHeader": []}]  # either will do
+_ADMIN: list[Schema] = [{"adminToken": []}]
+_SECURITY_SCHEMES: Schema = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "One of the server's API keys (FLASKSERVE_API_KEYS), as "
+        "'Authorization: Bearer <key>'. Needed only where keys are configured.",
+    },
+    "apiKeyHeader": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "One of the server's API keys, as 'X-API-Key: <key>'.",
+    },
+    "adminToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The admin token (FLASKSERVE_ADMIN_TOKEN); without one configured "
+        "the repository API answers 403.",
+    },
+}
+# werkzeug's ``<converter(arguments):variable>``, and what each converter accepts
+_VARIABLE = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
+_CONVERTER_SCHEMAS: Mapping[str, Schema] = {
+    "int": {"type": "integer", "minimum": 0},
+    "float": {"type": "number", "minimum": 0},
+    "uuid": {"type": "string", "format": "uuid"},
+}
 _DOCS_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
 _DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>flaskserve API</title>
@@ -39,7 +78,8 @@ window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui",
 def openapi_document() -> ResponseReturnValue:
     """The API as this server serves it; it lists the models' features and training ranges,
     so it needs an API key when keys are configured (the Swagger page at /docs does not)."""
-    return jsonify(build_document(require_api_key().registry.snapshot))
+    snapshot = require_api_key().registry.snapshot
+    return jsonify(build_document(current_app.url_map, snapshot))
 
 
 @bp.get("/docs")
@@ -55,22 +95,19 @@ def docs_asset(asset: str) -> ResponseReturnValue:
     return send_from_directory(str(resources.files("swagger_ui") / "static"), asset)
 
 
-def build_document(snapshot: Snapshot) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for the models in *snapshot*."""
+def build_document(url_map: Map, snapshot: Snapshot) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the routes in *url_map*, for the models in *snapshot*.
+
+    An endpoint without an entry in :data:`~flaskserve.api.operations.OPERATIONS` is left
+    out (those in ``EXCLUDED`` on purpose; ``tests/api/test_openapi.py`` fails for others).
+    """
     manifests = {
         name: versions[max(versions)].runtime.manifest for name, versions in snapshot.models.items()
     }
     schemas: dict[str, Any] = {"Error": _error_schema()}
-    paths: dict[str, Any] = {}
     for name, manifest in sorted(manifests.items()):
         schemas[f"Row.{name}"] = row_schema(manifest)
-        paths[f"/predict/{name}"] = _predict_path(f"Row.{name}", f"model {name!r}")
-    if snapshot.default_name in manifests:
-        paths["/predict"] = _predict_path(f"Row.{snapshot.default_name}", "the default model")
-    paths.update(_v2_paths())
-    paths.update(_mlflow_paths())
-    paths.update(_health_paths())
-    paths.update(_ui_paths())
+    paths = _paths(url_map, sorted(manifests), snapshot.default_name)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -79,8 +116,9 @@ def build_document(snapshot: Snapshot) -> dict[str, Any]:
             "description": "Predictions from scikit-learn models: the tutorial's /predict, "
             "the Open Inference Protocol (v2) and MLflow's /invocations.",
         },
-        "paths": paths,
-        "components": {"schemas": schemas},
+        # copies: the document is the caller's to change, the table's dicts stay the table's
+        "paths": copy.deepcopy(paths),
+        "components": {"schemas": schemas, "securitySchemes": copy.deepcopy(_SECURITY_SCHEMES)},
     }
 
 
@@ -101,259 +139,92 @@ def row_schema(manifest: ModelManifest) -> dict[str, Any]:
     }
 
 
-def _predict_path(schema: str, what: str) -> dict[str, Any]:
-    row = {"$ref": f"#/components/schemas/{schema}"}
-    operation = {
-        "summary": f"Predict with {what} (the tutorial's API)",
-        "parameters": [
-            _flag("proba", "add class probabilities"),
-            _flag("labels", "add class names"),
-        ],
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"oneOf": [row, {"type": "array", "items": row, "minItems": 1}]}
-                }
-            },
-        },
-        "responses": _responses(
-            {
-                "type": "object",
-                "properties": {
-                    "result": {"type": "array"},
-                    "probabilities": {
-                        "type": "array",
-                        "items": {"type": "array", "items": {"type": "number"}},
-                    },
-                    "labels": {"type": "array", "items": {"type": "string"}},
-                },
-                "required": ["result"],
-            },
-            400,
-            404,
-            413,
-            415,
-            503,
-        ),
-    }
-    return {"post": operation, "put": operation}
+def _paths(url_map: Map, models: list[str], default: str | None) -> dict[str, Any]:
+    """The routes of *url_map* as OpenAPI path items, each method an operation."""
+    paths: dict[str, Any] = {}
+    for rule in url_map.iter_rules():
+        operation = OPERATIONS.get(rule.endpoint)
+        if operation is None:
+            continue
+        methods = sorted(m.lower() for m in (rule.methods or set()) - {"HEAD", "OPTIONS"})
+        for target in _targets(rule, operation, models, default):
+            item = paths.setdefault(target.path, {})
+            if target.parameters:
+                item["parameters"] = target.parameters
+            for method in methods:
+                item[method] = _operation(rule.endpoint, operation, target)
+    return paths
 
 
-def _flag(name: str, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": {"type": "boolean"},
-    }
+class _Target(NamedTuple):
+    """One path a rule is documented as, and for per-model operations the model it is for."""
+
+    path: str
+    parameters: list[Schema]
+    model: str | None = None
+    what: str = ""  # the model in words, for the summary
 
 
-def _responses(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "200": {"description": "OK", "content": {"application/json": {"schema": ok}}}
-    }
-    for status in errors:
+def _targets(
+    rule: Rule, operation: Operation, models: list[str], default: str | None
+) -> Iterator[_Target]:
+    """*rule* as OpenAPI paths: one, or for an operation whose body is a model's rows, one
+    per served model (``<name>`` written in), or the default model's for a rule without it."""
+    if operation.rows is None:
+        yield _Target(*_template(rule, {}))
+    elif "name" in rule.arguments:
+        for name in models:
+            yield _Target(*_template(rule, {"name": name}), name, f"model {name!r}")
+    elif default in models:
+        yield _Target(*_template(rule, {}), default, "the default model")
+
+
+def _template(rule: Rule, values: Mapping[str, str]) -> tuple[str, list[Schema]]:
+    """*rule*'s path with *values* written in, the other variables as ``{variable}``
+    path templates, and an OpenAPI parameter for each of those."""
+    parameters: list[Schema] = []
+
+    def substitute(match: re.Match[str]) -> str:
+        converter, variable = match.group(1), match.group(2)
+        if variable in values:
+            return quote(values[variable], safe="")
+        schema = dict(_CONVERTER_SCHEMAS.get(converter or "", {"type": "string"}))
+        parameters.append({"name": variable, "in": "path", "required": True, "schema": schema})
+        return f"{{{variable}}}"
+
+    return _VARIABLE.sub(substitute, rule.rule), parameters
+
+
+def _operation(endpoint: str, operation: Operation, target: _Target) -> Schema:
+    out: Schema = {"summary": operation.summary.replace("{model}", target.what)}
+    if operation.query:
+        out["parameters"] = list(operation.query)
+    body = operation.body
+    if operation.rows is not None and target.model is not None:
+        body = operation.rows({"$ref": f"#/components/schemas/Row.{target.model}"})
+    if body is not None:
+        out["requestBody"] = {"required": True, "content": body}
+    needs_key = endpoint not in OPEN_ENDPOINTS
+    out["responses"] = _responses(operation, needs_key)
+    if endpoint in ADMIN_ENDPOINTS:
+        out["security"] = _ADMIN
+    else:  # an empty list: no credentials
+        out["security"] = _API_KEY if needs_key else []
+    return out
+
+
+def _responses(operation: Operation, needs_key: bool) -> Schema:
+    ok: Schema = {"description": "OK"}
+    if operation.ok is not None:
+        ok["content"] = operation.ok
+    out: Schema = {"200": ok}
+    for status in sorted({*operation.errors, *((401,) if needs_key else ())}):
         out[str(status)] = {
-            "description": "Error",
+            "description": HTTPStatus(status).phrase,
             "content": {"application/json": {"schema": _ERROR}},
         }
     return out
 
 
-def _error_schema() -> dict[str, Any]:
+def _error_schema() -> Schema:
     return {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
-
-
-def _v2_paths() -> dict[str, Any]:
-    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-    version = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
-    tensor = {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string"},
-            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-            "datatype": {"type": "string"},
-            "parameters": {"type": "object"},
-            "data": {"type": "array"},
-        },
-        "required": ["name", "shape", "datatype", "data"],
-    }
-    request = {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "parameters": {"type": "object"},
-            "inputs": {"type": "array", "items": tensor, "minItems": 1},
-            "outputs": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {"name": {"enum": ["predict", "predict_proba", "label"]}},
-                },
-            },
-        },
-        "required": ["inputs"],
-    }
-    infer = {
-        "post": {
-            "summary": "Open Inference Protocol inference",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
-            "responses": _responses({"type": "object"}, 400, 404, 413, 503),
-        }
-    }
-    meta = {
-        "get": {
-            "summary": "Model metadata",
-            "responses": _responses({"type": "object"}, 400, 404, 503),
-        }
-    }
-    ready = {
-        "get": {
-            "summary": "Model readiness",
-            "responses": _responses({"type": "object"}, 400, 404, 503),
-        }
-    }
-    admin = {
-        "post": {
-            "summary": "Repository API (needs the admin bearer token)",
-            "responses": _responses({}, 401, 403, 404, 503),
-        }
-    }
-    paths: dict[str, Any] = {
-        "/v2": {"get": {"summary": "Server metadata", "responses": _responses({"type": "object"})}},
-        "/v2/health/live": {
-            "get": {"summary": "Server liveness", "responses": _responses({"type": "object"})}
-        },
-        "/v2/health/ready": {
-            "get": {"summary": "Server readiness", "responses": _responses({"type": "object"}, 503)}
-        },
-        "/v2/repository/index": admin,
-    }
-    for base, params in (
-        ("/v2/models/{name}", [name]),
-        ("/v2/models/{name}/versions/{version}", [name, version]),
-    ):
-        paths[base] = {"parameters": params, **meta}
-        paths[f"{base}/ready"] = {"parameters": params, **ready}
-        paths[f"{base}/infer"] = {"parameters": params, **infer}
-    for action in ("load", "unload"):
-        paths[f"/v2/repository/models/{{name}}/{action}"] = {"parameters": [name], **admin}
-    return paths
-
-
-def _mlflow_paths() -> dict[str, Any]:
-    body = {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "description": "one of dataframe_split, dataframe_records, instances, inputs",
-                }
-            },
-            "text/csv": {"schema": {"type": "string"}},
-        },
-    }
-    predictions = {
-        "type": "object",
-        "properties": {"predictions": {"type": "array"}},
-        "required": ["predictions"],
-    }
-    return {
-        "/invocations": {
-            "post": {
-                "summary": "MLflow scoring",
-                "requestBody": body,
-                "responses": _responses(predictions, 400, 413, 415, 503),
-            }
-        },
-        "/ping": {
-            "get": {"summary": "MLflow liveness", "responses": {"200": {"description": "OK"}}}
-        },
-        "/version": {
-            "get": {
-                "summary": "Server version",
-                "responses": {
-                    "200": {
-                        "description": "OK",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-    }
-
-
-def _health_paths() -> dict[str, Any]:
-    return {
-        "/health": {"get": {"summary": "Liveness", "responses": _responses({"type": "object"})}},
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics, summed over all workers",
-                "responses": {
-                    "200": {
-                        "description": "OK",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        "/ready": {
-            "get": {
-                "summary": "Readiness of the default model",
-                "responses": _responses({"type": "object"}, 503),
-            }
-        },
-        "/model": {
-            "get": {
-                "summary": "The default model's manifest",
-                "responses": _responses({"type": "object"}, 503),
-            }
-        },
-        "/model/{name}": {
-            "parameters": [
-                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-            ],
-            "get": {
-                "summary": "A model's manifest",
-                "responses": _responses({"type": "object"}, 400, 404, 503),
-            },
-        },
-    }
-
-
-def _ui_paths() -> dict[str, Any]:
-    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-    html = {"text/html": {"schema": {"type": "string"}}}
-    return {
-        "/": {
-            "get": {
-                "summary": "The served models and the endpoints: JSON, or a page for a browser",
-                "responses": {
-                    "200": {
-                        "description": "OK",
-                        "content": {"application/json": {"schema": {"type": "object"}}, **html},
-                    }
-                },
-            }
-        },
-        "/ui/{name}": {
-            "parameters": [name],
-            "get": {
-                "summary": "A page to try the model, with its model card",
-                "responses": {
-                    **_responses({}, 404, 503),
-                    "200": {"description": "OK", "content": html},
-                },
-            },
-        },
-        "/model/{name}/stats": {
-            "parameters": [name],
-            "get": {
-                "summary": "Requests the model answered and its latency percentiles",
-                "responses": _responses({"type": "object"}, 404, 503),
-            },
-        },
-    }
