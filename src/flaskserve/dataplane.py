@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from werkzeug.wsgi import get_content_length, get_input_stream
 
+from .artifact import ModelManifest
 from .codecs.jsonbody import parse_json
 from .errors import PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from .metrics import Metrics
@@ -67,8 +68,8 @@ class Call:
     rows: int | None = None
 
     @property
-    def manifest(self) -> Any:
-        """The chosen model's manifest (:class:`~flaskserve.artifact.ModelManifest`)."""
+    def manifest(self) -> ModelManifest:
+        """The chosen model's manifest."""
         return self.model.runtime.manifest
 
     def body(self) -> bytes:
