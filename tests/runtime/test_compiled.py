@@ -6,11 +6,14 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
+from onnx import NodeProto, TensorProto, ValueInfoProto, helper
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression, RidgeClassifier
 from sklearn.pipeline import Pipeline
@@ -20,7 +23,7 @@ from flaskserve import load_model, save_model
 from flaskserve.admission import load_runtime
 from flaskserve.artifact import MANIFEST_NAME, MODEL_NAME, read_manifest
 from flaskserve.compiler import COMPILED_FILE
-from flaskserve.errors import ArtifactError, InvalidInput
+from flaskserve.errors import ArtifactError, InvalidInput, ModelError
 from flaskserve.runtime.compiled import CompiledRuntime
 
 IRIS = load_iris()
@@ -234,3 +237,154 @@ def test_corrupt_onnx_with_a_matching_hash_is_refused(iris_copy: Path) -> None:
     _edit_manifest(iris_copy, rehash)
     with pytest.raises(ArtifactError, match="not a loadable ONNX model"):
         load_runtime(iris_copy)
+
+
+# ---------------------------------------------------------------- failures at predict time
+# Graphs built here with onnx.helper, named as skl2onnx names them (input X; outputs label
+# and probabilities, or variable), over the manifest of a real artifact of the same width.
+
+
+def _graph(nodes: list[NodeProto], outputs: list[ValueInfoProto]) -> bytes:
+    """A float64 [N, 4] input ``X`` and *nodes* computing *outputs*, as ONNX bytes."""
+    x = helper.make_tensor_value_info("X", TensorProto.DOUBLE, [None, 4])
+    graph = helper.make_graph(nodes, "failing", [x], outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # any ONNX Runtime of the last years reads it
+    onnx.checker.check_model(model, full_check=True)
+    payload: bytes = model.SerializeToString()
+    return payload
+
+
+def _ints(name: str, values: list[int], shape: list[int] | None = None) -> NodeProto:
+    """A constant int64 tensor called *name*: a vector unless *shape* says otherwise."""
+    tensor = helper.make_tensor(
+        name, TensorProto.INT64, [len(values)] if shape is None else shape, values
+    )
+    return helper.make_node("Constant", [], [name], value=tensor)
+
+
+def _column(j: int, name: str) -> list[NodeProto]:
+    """*name* = X[:, j], shape [N] (a scalar index drops the axis)."""
+    at = f"{name}_at"
+    return [_ints(at, [j], shape=[]), helper.make_node("Gather", ["X", at], [name], axis=1)]
+
+
+def _ratio(name: str) -> list[NodeProto]:
+    """*name* = X[:, 0] / X[:, 1]: infinite or NaN where X[:, 1] is 0."""
+    return [*_column(0, "x0"), *_column(1, "x1"), helper.make_node("Div", ["x0", "x1"], [name])]
+
+
+def _compiled(payload: bytes, plain: Path, *, probabilities: bool) -> CompiledRuntime:
+    record = {"input_dtype": "float64", "input_cast": "none", "probabilities": probabilities}
+    return CompiledRuntime(payload, replace(read_manifest(plain), compiled=record))
+
+
+@pytest.fixture(scope="module")
+def plain_regression(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A regression artifact over iris's four features, for its manifest."""
+    path = tmp_path_factory.mktemp("compiled") / "petal-width"
+    save_model(LinearRegression().fit(X_IRIS, X_IRIS[:, 3]), path, sample=X_IRIS, compile=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ratio_regression(plain_regression: Path) -> CompiledRuntime:
+    output = helper.make_tensor_value_info("variable", TensorProto.DOUBLE, [None])
+    return _compiled(_graph(_ratio("variable"), [output]), plain_regression, probabilities=False)
+
+
+GOOD_ROWS = np.array([[6.0, 3.0, 0.0, 9.0], [1.0, 4.0, 9.0, 9.0]])
+
+
+def test_the_ratio_graph_answers_finite_rows(ratio_regression: CompiledRuntime) -> None:
+    assert ratio_regression.predict(GOOD_ROWS).predictions.tolist() == [2.0, 0.25]
+
+
+@pytest.mark.parametrize("x0", [1.0, -1.0, 0.0], ids=["inf", "-inf", "nan"])
+def test_non_finite_predictions_are_a_model_error(
+    ratio_regression: CompiledRuntime, x0: float
+) -> None:
+    rows = np.vstack([GOOD_ROWS[:1], [[x0, 0.0, 1.0, 1.0]], GOOD_ROWS[1:]])  # one bad row of three
+    with pytest.raises(ModelError, match="the model produced non-finite predictions"):
+        ratio_regression.predict(rows)
+
+
+def test_non_finite_probabilities_are_a_model_error(uncompiled: Path) -> None:
+    """probabilities = X[:, :3] / their sum (NaN where all three are 0); label = argmax."""
+    nodes = [
+        _ints("starts", [0]),
+        _ints("stops", [3]),
+        _ints("axes", [1]),
+        helper.make_node("Slice", ["X", "starts", "stops", "axes"], ["scores"]),
+        helper.make_node("ReduceSum", ["scores", "axes"], ["total"], keepdims=1),
+        helper.make_node("Div", ["scores", "total"], ["probabilities"]),
+        helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+        helper.make_tensor_value_info("probabilities", TensorProto.DOUBLE, [None, 3]),
+    ]
+    runtime = _compiled(_graph(nodes, outputs), uncompiled, probabilities=True)
+
+    result = runtime.predict(GOOD_ROWS, proba=True)
+    assert result.predictions.tolist() == [0, 2]
+    assert result.probabilities is not None
+    np.testing.assert_allclose(
+        result.probabilities, [[2 / 3, 1 / 3, 0.0], [1 / 14, 4 / 14, 9 / 14]]
+    )
+    with pytest.raises(ModelError, match="the model produced non-finite probabilities"):
+        runtime.predict(np.vstack([GOOD_ROWS, [[0.0, 0.0, 0.0, 9.0]]]), proba=True)
+
+
+def test_a_non_finite_label_is_a_model_error(uncompiled: Path) -> None:
+    """A float label output (X[:, 0] / X[:, 1]) for a model whose labels are integers."""
+    output = helper.make_tensor_value_info("label", TensorProto.DOUBLE, [None])
+    runtime = _compiled(_graph(_ratio("label"), [output]), uncompiled, probabilities=False)
+    rows = np.array([[2.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+
+    assert runtime.predict(rows[:1]).predictions.tolist() == [2]
+    with pytest.raises(ModelError, match="the model produced non-finite predictions"):
+        runtime.predict(rows)  # NaN must not become some integer label
+
+
+def test_onnx_runtime_raising_is_a_model_error_and_logged(
+    plain_regression: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """variable = [10, 20, 30][int(X[:, 0])]: ONNX Runtime refuses an index out of bounds."""
+    table = helper.make_tensor("table", TensorProto.DOUBLE, [3], [10.0, 20.0, 30.0])
+    nodes = [
+        *_column(0, "x0"),
+        helper.make_node("Cast", ["x0"], ["index"], to=TensorProto.INT64),
+        helper.make_node("Constant", [], ["values"], value=table),
+        helper.make_node("Gather", ["values", "index"], ["variable"], axis=0),
+    ]
+    output = helper.make_tensor_value_info("variable", TensorProto.DOUBLE, [None])
+    runtime = _compiled(_graph(nodes, [output]), plain_regression, probabilities=False)
+    in_bounds = np.array([[1.0, 0, 0, 0], [2.0, 0, 0, 0]])
+    assert runtime.predict(in_bounds).predictions.tolist() == [20.0, 30.0]
+
+    with pytest.raises(ModelError, match="model 'petal-width' failed to predict") as raised:
+        runtime.predict(np.array([[1.0, 0, 0, 0], [7.0, 0, 0, 0]]))
+
+    cause = raised.value.__cause__
+    assert cause is not None and not isinstance(cause, ModelError)
+    assert "out of" in str(cause) and "bounds" in str(cause), cause  # ONNX Runtime's own words
+    logged = [r for r in caplog.records if r.name == "flaskserve.runtime.compiled"]
+    assert [r.getMessage() for r in logged] == ["model 'petal-width' failed in ONNX Runtime"]
+    assert logged[0].exc_info is not None and logged[0].exc_info[1] is cause
+
+
+def test_a_float32_graph_refuses_values_beyond_float32(ridge: Path) -> None:
+    """The compiled ridge computes in float32; scikit-learn, in float64, answers these rows."""
+    runtime = load_runtime(ridge)
+    assert runtime.kind == "onnx" and runtime.manifest.compiled["input_dtype"] == "float32"
+    estimator = load_model(ridge).estimator
+    rows = np.repeat(ROW, 8, axis=0)
+    rows[np.arange(8), np.arange(8) // 2] = [1e39, -1e39] * 4  # each feature, each sign
+    assert np.isfinite(estimator.decision_function(rows)).all()
+
+    for row in rows:
+        with pytest.raises(ModelError, match=r"beyond 3\.403e\+38, the float32 range"):
+            runtime.predict(np.vstack([ROW, row]))
+    edge = np.full((1, 4), float(np.finfo(np.float32).max))
+    assert runtime.predict(edge).predictions.tolist() == estimator.predict(edge).tolist()

@@ -8,6 +8,7 @@ ties (27 of 100,000 random rows), where one thread agrees on all of them.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,8 @@ import numpy as np
 from ..artifact import ModelManifest
 from ..errors import ArtifactError, InvalidInput, ModelError
 from .base import Prediction
+
+logger = logging.getLogger(__name__)
 
 
 class OnnxSession:
@@ -38,14 +41,21 @@ class OnnxSession:
         self._outputs = [o.name for o in self._session.get_outputs()]
         self._dtype = np.dtype(input_dtype)
         self._cast = input_cast == "float32"
+        self._float32 = self._dtype == np.float32  # the graph computes in float32
 
     @property
     def has_probabilities(self) -> bool:
         return len(self._outputs) > 1
 
     def run(self, rows: np.ndarray, *, probabilities: bool = True) -> Prediction:
-        """Predict *rows*; with ``probabilities=False`` only the first output is fetched."""
-        x = rows.astype(np.float32) if self._cast else rows
+        """Predict *rows*; with ``probabilities=False`` only the first output is fetched.
+
+        :raises OverflowError: the graph computes in float32 and a value is beyond its range.
+        """
+        if self._float32:
+            x = _to_float32(rows)
+        else:
+            x = rows.astype(np.float32) if self._cast else rows
         outputs = self._outputs if probabilities else self._outputs[:1]
         results: list[Any] = self._session.run(
             outputs, {self._input: x.astype(self._dtype, copy=False)}
@@ -54,6 +64,19 @@ class OnnxSession:
         predictions = predictions[:, 0] if predictions.shape[1] == 1 else predictions
         scores = np.asarray(results[1], dtype=np.float64) if len(results) > 1 else None
         return Prediction(predictions, scores)
+
+
+def _to_float32(rows: np.ndarray) -> np.ndarray:
+    # A value past float32's range would be inf in the graph, where scikit-learn, computing
+    # in float64, gives a finite score: the label would be another (only trees cast too).
+    try:
+        with np.errstate(over="raise"):
+            return rows.astype(np.float32)
+    except FloatingPointError as e:
+        limit = float(np.finfo(np.float32).max)
+        raise OverflowError(
+            f"a value is beyond {limit:.4g}, the float32 range its compiled model computes in"
+        ) from e
 
 
 class CompiledRuntime:
@@ -86,19 +109,24 @@ class CompiledRuntime:
         """Like :meth:`SklearnRuntime.predict`, from the compiled model.
 
         :raises InvalidInput: probabilities asked of a model that has none.
-        :raises ModelError: ONNX Runtime failed or answered non-finite values.
+        :raises ModelError: ONNX Runtime failed or answered non-finite values, or
+            the graph computes in float32 and a value is beyond its range.
         """
         if proba and not self._has_probabilities:
             raise InvalidInput(f"model {self._manifest.name!r} does not give probabilities")
         try:
             result = self._session.run(rows, probabilities=proba)
+        except OverflowError as e:
+            raise ModelError(f"model {self._manifest.name!r} cannot predict these rows: {e}") from e
         except Exception as e:  # any runtime failure is the model's, never the client's
+            logger.exception("model %r failed in ONNX Runtime", self._manifest.name)
             raise ModelError(f"model {self._manifest.name!r} failed to predict") from e
         predictions = result.predictions
+        # before the labels' cast: a NaN label would become some integer
+        if predictions.dtype.kind == "f" and not np.isfinite(predictions).all():
+            raise ModelError("the model produced non-finite predictions")
         if self._labels is not None:  # ONNX gives int64 or str; keep the manifest's label type
             predictions = predictions.astype(self._labels.dtype, copy=False)
-        elif not np.isfinite(predictions).all():
-            raise ModelError("the model produced non-finite predictions")
         probabilities = result.probabilities if proba else None
         if probabilities is not None and not np.isfinite(probabilities).all():
             raise ModelError("the model produced non-finite probabilities")
