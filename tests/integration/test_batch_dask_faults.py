@@ -96,13 +96,19 @@ def _kill_a_busy_worker(run: subprocess.Popen[bytes], output: Path, cluster: Any
             if parts and parts[0].stat().st_size > 0:
                 break
             time.sleep(0.02)
-        while time.monotonic() < deadline and run.poll() is None and not output.exists():
-            # any piece assigned to the worker counts against allowed-failures, queued or running
-            busy = [worker for worker, keys in client.processing().items() if keys]
-            if busy:
-                os.kill(pids[busy[0]], signal.SIGKILL)
-                return
-        raise AssertionError("the run ended before a worker could be killed")
+        assert run.poll() is None and not output.exists(), "the run ended before the kill"
+        victim, pid = next(iter(pids.items()))
+        # Stopped, the worker keeps every piece given to it, and the run cannot finish
+        # without them: the kill surely lands while it holds one (which a kill of a running
+        # worker between two pieces would not). Any piece held counts against
+        # allowed-failures, running or queued.
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            while time.monotonic() < deadline and not client.processing([victim]).get(victim):
+                time.sleep(0.02)
+            assert client.processing([victim]).get(victim), "the stopped worker got no piece"
+        finally:
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize(
