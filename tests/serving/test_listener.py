@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from flaskserve.serving.listener import refuse_new_connections
+from flaskserve.serving.listener import defer_accept, refuse_new_connections
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="socket filters are Linux's")
 
@@ -41,3 +41,14 @@ def test_a_socket_that_takes_no_filter_says_so() -> None:
     closed = socket.socket()
     closed.close()
     assert refuse_new_connections(closed) is False  # the caller drains without it
+
+
+def test_a_tcp_listener_defers_accepting_until_bytes_come() -> None:
+    with socket.socket() as listener:
+        defer_accept(listener, 5)
+        assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0
+
+
+def test_a_unix_listener_accepts_as_it_comes() -> None:
+    with socket.socket(socket.AF_UNIX) as listener:
+        defer_accept(listener, 5)  # no TCP option to set: nothing, and no error

@@ -1,39 +1,18 @@
-"""When the buffering worker thinks a request has arrived whole, and how it replays it."""
+"""The buffering worker's parts that need no server: the replayed bytes, accepting."""
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
+from collections.abc import Iterator
 
 import pytest
+from gunicorn.config import Config
+from gunicorn.glogging import Logger
 
-from flaskserve.serving.worker import BUFFER_LIMIT, ReplayingSocket, request_is_whole
-
-HEAD = b"POST /predict HTTP/1.1\r\nHost: x\r\n"
-
-
-@pytest.mark.parametrize(
-    ("data", "whole"),
-    [
-        (b"", False),
-        (b"GET /health HTTP/1.1\r\nHost: x", False),  # headers not ended
-        (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", True),  # no body
-        (HEAD + b"Content-Length: 5\r\n\r\nabc", False),
-        (HEAD + b"Content-Length: 5\r\n\r\nabcde", True),
-        (HEAD + b"content-length:5\r\n\r\nabcde", True),  # any case, no space
-        (HEAD + b"CONTENT-LENGTH :  5 \r\n\r\nabcde", True),
-        (HEAD + b"Content-Length: 0\r\n\r\n", True),
-        (HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", False),
-        (HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", True),
-        (HEAD + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", True),
-        (HEAD + b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n", True),  # awaits our 100
-        (HEAD + b"Content-Length: nope\r\n\r\n", True),  # malformed: gunicorn answers 400
-        (HEAD + b"X-Content-Length: 9\r\n\r\n", True),  # another header's name
-        (HEAD + b"Content-Length: 99999999\r\n\r\n" + b"x" * BUFFER_LIMIT, True),  # streams
-        (b"G" * BUFFER_LIMIT, True),  # endless headers: gunicorn refuses them itself
-    ],
-)
-def test_request_is_whole(data: bytes, whole: bool) -> None:
-    assert request_is_whole(data) is whole
+from flaskserve.serving.framing import Incomplete, ReplayingSocket
+from flaskserve.serving.worker import BufferingSyncWorker
 
 
 def test_a_replaying_socket_returns_what_was_received_first() -> None:
@@ -42,6 +21,50 @@ def test_a_replaying_socket_returns_what_was_received_first() -> None:
         right.sendall(b"rest")
         replay = ReplayingSocket(left, b"received ")
         assert replay.recv(4) == b"rece"
-        assert replay.recv(100) == b"ived "
+        replay.feed(b"and ")
+        assert replay.recv(100) == b"ived and "
+        with pytest.raises(Incomplete):  # still arriving: the socket is not read
+            replay.recv(100)
+        replay.streaming = True  # handed over: the rest is read as it comes
         assert replay.recv(100) == b"rest"
         assert replay.fileno() == left.fileno()  # everything else is the socket's
+
+
+def test_a_replaying_socket_gives_back_what_nobody_read() -> None:
+    replay = ReplayingSocket(None, b"GET / HTTP/1.1\r\n\r\nGET /next")
+    assert replay.recv(18) == b"GET / HTTP/1.1\r\n\r\n"
+    replay.seek(4)
+    assert replay.offset == 4
+    assert replay.take_unread() == b"/ HTTP/1.1\r\n\r\nGET /next"
+    assert replay.take_unread() == b""
+
+
+@pytest.fixture()
+def listener() -> Iterator[socket.socket]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        sock.setblocking(False)
+        yield sock
+
+
+@pytest.fixture()
+def worker(listener: socket.socket) -> Iterator[BufferingSyncWorker]:
+    cfg = Config()
+    worker = BufferingSyncWorker(1, os.getpid(), [listener], None, 30, cfg, Logger(cfg))
+    worker._arrival_seconds = 30.0
+    yield worker
+    worker.tmp.close()
+
+
+def test_nothing_queued_is_no_error(worker: BufferingSyncWorker, listener: socket.socket) -> None:
+    assert worker._accept_from(listener) is False
+
+
+def test_an_accept_that_fails_otherwise_is_raised(
+    worker: BufferingSyncWorker, listener: socket.socket
+) -> None:
+    listener.close()  # a listener that errors: EBADF, not "nothing queued"
+    with pytest.raises(OSError) as raised:
+        worker._accept_from(listener)
+    assert raised.value.errno == errno.EBADF  # the worker exits; the arbiter starts another

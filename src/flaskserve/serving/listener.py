@@ -1,4 +1,4 @@
-"""Stop a listening TCP socket from taking new connections while it keeps those it has.
+"""The listening socket: connections handed over once they have sent, and no new ones on stop.
 
 Closing a listening socket resets every connection still queued in its backlog:
 clients that connected, sent their request, and were never answered. Dropping
@@ -39,3 +39,19 @@ def refuse_new_connections(sock: socket.socket) -> bool:
     except OSError:
         return False
     return True
+
+
+def defer_accept(sock: socket.socket, seconds: int) -> None:
+    """Let the kernel hand over a connection only once its first bytes have come (Linux).
+
+    A connection that has sent nothing waits up to *seconds* in the kernel, then is
+    handed over anyway. A usual request is then whole when it is accepted and
+    answered at once: a worker holds no new connection that is still idle, so a
+    worker that dies (SIGKILL, OOM) costs a client that opens a connection per
+    request only the request it was answering, as a stock sync worker's does.
+    """
+    if hasattr(socket, "TCP_DEFER_ACCEPT") and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, seconds)
+        except OSError:  # not a TCP socket after all: accept as it comes
+            pass

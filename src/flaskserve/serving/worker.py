@@ -5,9 +5,11 @@ answers it, so a client that sends its headers a byte a second holds the worker
 for as long as it likes: as many such clients as workers stop the server. This
 worker reads every connection without blocking, keeps the bytes of those whose
 request is not complete yet, and hands a request to the app only when all of it
-has arrived, the way a buffering proxy (nginx) does. Waiting costs a few kB per
-connection, never a worker. A request body over :data:`BUFFER_LIMIT` is handed
-over once its headers are in and is read as it comes, as before.
+has arrived, the way a buffering proxy (nginx) does (where a request ends:
+:mod:`flaskserve.serving.framing`). Waiting costs a few kB per connection, never a
+worker. A request body over :data:`BUFFER_LIMIT` is handed over once its headers
+are in and is read as it comes, as before. A malformed request is refused in JSON
+before it reaches the app (:mod:`flaskserve.serving.refusals`).
 
 Connections are kept alive (HTTP/1.1 keep-alive, for gunicorn's ``keepalive``
 seconds, 2 by default; ``flaskserve serve --keepalive 0`` turns it off): an
@@ -16,6 +18,11 @@ next request, so a client's next request costs no new TCP connection. A
 worker that dies then loses the requests already sent on its open connections,
 none of which the app has seen (see README, Reliability).
 
+A connection closed while its client may still be sending (a 413 for a body still
+arriving, a refusal, a 408) lingers as nginx's do: the worker stops writing, then
+reads and drops what still comes, for :data:`LINGER_SECONDS` at most, without
+blocking, so that the client reads its answer instead of a reset.
+
 On SIGTERM the worker also stops new connections from being taken and answers
 every one already queued before it exits (see :mod:`flaskserve.serving.listener`).
 """
@@ -23,23 +30,23 @@ every one already queued before it exits (see :mod:`flaskserve.serving.listener`
 from __future__ import annotations
 
 import errno
-import json
 import os
-import re
 import select
 import selectors
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any
 
-from gunicorn import http, util
-from gunicorn.http import wsgi
+from gunicorn.http import errors, wsgi
 from gunicorn.workers.sync import SyncWorker
 
 from ..settings import Settings
-from .listener import refuse_new_connections
+from .framing import CONTINUE, CheckedBody, ReplayingSocket, RequestFramer
+from .listener import defer_accept, refuse_new_connections
+from .refusals import MALFORMED, answer_error, check_host, client_gone, error_response
 
 #: The most bytes of one request kept while it arrives; larger bodies stream to the handler.
 BUFFER_LIMIT = 1024 * 1024
@@ -59,99 +66,41 @@ DRAIN_BODY_SECONDS = 1.0
 #: and the client reconnects to whichever worker is free, so workers share long-lived
 #: clients (nginx's ``keepalive_requests`` does the same).
 KEEPALIVE_REQUESTS = 100
-
-_HEADER_END = b"\r\n\r\n"
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n)", re.IGNORECASE)
-_CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.IGNORECASE)
-_EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue", re.IGNORECASE)
+#: How long a closing connection's client may go on sending (nginx's lingering_timeout)...
+LINGER_SECONDS = 5.0
+#: ... and how much, in bodies of the largest size accepted (``FLASKSERVE_MAX_BODY_BYTES``).
+LINGER_BODIES = 2
 
 
 @dataclass
 class _Arriving:
-    """A connection whose request is still arriving."""
+    """A connection whose request is still arriving (or that lingers before it closes)."""
 
     client: socket.socket
     address: Any
     listener: Any
     deadline: float
-    data: bytearray = field(default_factory=bytearray)
+    #: the request arriving, once a byte of it has
+    framer: RequestFramer | None = None
     #: kept alive after an answer, and nothing of a next request has come yet
     idle: bool = False
     #: requests already answered on this connection
     answered: int = 0
-
-
-class ReplayingSocket:
-    """A client socket whose first reads return the bytes already received from it."""
-
-    def __init__(self, sock: socket.socket, received: bytes, answered: int = 0) -> None:
-        self._sock = sock
-        self._received = received
-        #: requests already answered on this connection (keep-alive)
-        self.answered = answered
-        # bound once: gunicorn calls these for every response, __getattr__ would look them up
-        self.sendall = sock.sendall
-        self.send = sock.send
-        self.fileno = sock.fileno
-
-    def recv(self, size: int, *flags: int) -> bytes:
-        if self._received:
-            chunk, self._received = self._received[:size], self._received[size:]
-            return chunk
-        return self._sock.recv(size, *flags)
-
-    @property
-    def raw(self) -> socket.socket:
-        return self._sock
-
-    def take_unread(self) -> bytes:
-        """The received bytes nobody read yet (a pipelined next request), now taken."""
-        unread, self._received = self._received, b""
-        return unread
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-def request_is_whole(data: bytes | bytearray) -> bool:
-    """Whether *data* holds a whole HTTP/1 request (or enough to hand it over).
-
-    Headers must have ended; then a ``Content-Length`` body must be all there, a
-    chunked one must have reached its last chunk, and anything over
-    :data:`BUFFER_LIMIT` is handed over as it is. Malformed framing is handed over
-    too: gunicorn's parser then answers it with its 400.
-    """
-    end = data.find(_HEADER_END)
-    if end < 0:
-        return len(data) >= BUFFER_LIMIT  # gunicorn refuses over-long headers itself
-    head = bytes(data[: end + 2])
-    body = len(data) - end - len(_HEADER_END)
-    if _EXPECT_CONTINUE.search(head):  # the client waits for gunicorn's 100 before its body
-        return True
-    if _CHUNKED.search(head):
-        return data.endswith(b"0\r\n\r\n") or len(data) >= BUFFER_LIMIT
-    length = _CONTENT_LENGTH.search(head)
-    if length is None:
-        return True
-    return body >= int(length.group(1)) or len(data) >= BUFFER_LIMIT
+    #: closing: the bytes still to be read and dropped (``None``: not closing)
+    linger_left: int | None = None
 
 
 class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships no types
     """gunicorn's sync worker, fed only whole requests, and draining its queue on stop."""
 
+    #: see :data:`MAX_WAITING` (a class attribute, so that a test can lower it)
+    max_waiting = MAX_WAITING
+
     def run(self) -> None:
-        # settings come with `flaskserve serve`; a plain `gunicorn -k` run reads FLASKSERVE_*
-        settings = getattr(self.app, "settings", None) or Settings.from_env()
-        self._arrival_seconds = settings.request_timeout
-        self._timeout_response = _timeout_response(settings.request_timeout)
-        self._selector = selectors.DefaultSelector()
-        self._arriving: dict[int, _Arriving] = {}
-        self._soonest = float("inf")  # no deadline among the waiting connections comes before
-        for listener in self.sockets:
-            listener.setblocking(False)
-            _defer_accept(listener.sock)
-            self._selector.register(listener, selectors.EVENT_READ, None)
-        self._selector.register(self.PIPE[0], selectors.EVENT_READ, "wakeup")
+        if self.cfg.is_ssl:  # encrypted bytes cannot be framed here: gunicorn's own loop
+            super().run()
+            return
+        self._prepare()
         while self.alive:
             self.notify()
             # one new connection, then the kept-alive ones that are ready: a worker takes no
@@ -161,6 +110,23 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             if not self.is_parent_alive():
                 return
         self._drain()
+
+    def _prepare(self) -> None:
+        # settings come with `flaskserve serve`; a plain `gunicorn -k` run reads FLASKSERVE_*
+        settings = getattr(self.app, "settings", None) or Settings.from_env()
+        self._arrival_seconds = settings.request_timeout
+        self._timeout_message = (
+            f"the request did not arrive whole within {settings.request_timeout:g} s"
+        )
+        self._linger_bytes = LINGER_BODIES * settings.max_body_bytes
+        self._selector = selectors.DefaultSelector()
+        self._arriving: dict[int, _Arriving] = {}
+        self._soonest = float("inf")  # no deadline among the waiting connections comes before
+        for listener in self.sockets:
+            listener.setblocking(False)
+            defer_accept(listener.sock, DEFER_ACCEPT_SECONDS)
+            self._selector.register(listener, selectors.EVENT_READ, None)
+        self._selector.register(self.PIPE[0], selectors.EVENT_READ, "wakeup")
 
     def _accept_queued(self) -> bool:
         return any(self._accept_from(listener) for listener in self.sockets)
@@ -190,7 +156,11 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         return max(0.0, min(timeout, self._soonest - time.monotonic()))
 
     def _accept_from(self, listener: Any) -> bool:
-        """Take one queued connection, answered at once if its request is all there."""
+        """Take one queued connection, answered at once if its request is all there.
+
+        :raises OSError: accepting failed other than for want of a connection (gunicorn's
+            sync worker does the same: the worker exits and the arbiter starts another).
+        """
         try:
             client, address = listener.accept()
         except OSError as e:
@@ -217,6 +187,8 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             return False
         except OSError:
             chunk = b""
+        if arriving.linger_left is not None:
+            return self._discard(arriving, chunk)
         if not chunk:  # the client closed, or gave up before its request was whole
             arriving.client.close()
             return True
@@ -224,41 +196,72 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             # (the connection is not tracked now; tracking it again notes the deadline)
             arriving.idle = False
             arriving.deadline = time.monotonic() + self._arrival_seconds
-        if not arriving.data and request_is_whole(chunk):  # the usual case: all in one read
-            whole = chunk
+        framer = arriving.framer
+        if framer is None:  # usually the whole request, in one read
+            source = ReplayingSocket(arriving.client, chunk, arriving.answered)
+            framer = arriving.framer = RequestFramer(self.cfg, source, arriving.address)
         else:
-            arriving.data += chunk
-            if not request_is_whole(arriving.data):
-                return False
-            whole = bytes(arriving.data)
-        arriving.client.setblocking(True)
-        replaying = ReplayingSocket(arriving.client, whole, arriving.answered)
-        self.handle(arriving.listener, replaying, arriving.address)
+            framer.source.feed(chunk)
+        full = len(framer.source.received) >= BUFFER_LIMIT
+        try:
+            end = framer.advance(chunk, last_try=full)
+            if framer.request is not None:
+                check_host(framer.request)
+            if end is None and framer.request is None and full:
+                raise errors.LimitRequestHeaders(f"a request head over {BUFFER_LIMIT} bytes")
+        except Exception as e:  # MALFORMED: gunicorn's 400s; anything else: a 500
+            self._refuse(arriving, e)
+            return True
+        if end is None and not full and not self._hand_over_early(arriving, framer):
+            return False
+        self._serve(arriving, framer, whole=end is not None)
         return True
 
-    def handle(self, listener: Any, client: Any, addr: Any) -> None:
-        """Answer one request; then keep the connection alive or close it."""
-        if self.cfg.is_ssl or self.cfg.keepalive <= 0 or not isinstance(client, ReplayingSocket):
-            super().handle(listener, client, addr)  # gunicorn's: one request, then close
-            return
-        req = None
+    def _hand_over_early(self, arriving: _Arriving, framer: RequestFramer) -> bool:
+        """Whether a request whose body is still to come goes to the app now.
+
+        Only one whose client waits for ``100 Continue`` before a body too large to
+        buffer: gunicorn sends the 100 and the app reads the body as it comes. For a
+        smaller body the worker sends the 100 itself and buffers the body as usual.
+        """
+        if framer.request is None or not framer.expects_continue:
+            return False
+        length = getattr(framer.request.body.reader, "length", None)  # None: chunked
+        if length is not None and framer.head_end + length > BUFFER_LIMIT:
+            return True
+        framer.take_continue()  # answered here, not by gunicorn
+        try:
+            arriving.client.send(CONTINUE)
+        except OSError:  # the client is gone: the next read says so
+            pass
+        return False
+
+    def _serve(self, arriving: _Arriving, framer: RequestFramer, *, whole: bool) -> None:
+        """Answer the request; then keep the connection alive or close it."""
+        client, addr, listener = framer.source, arriving.address, arriving.listener
+        client.streaming = True  # what the buffer lacks (a streamed body) is read as it comes
+        arriving.client.setblocking(True)
+        parser, req = framer.parser, framer.request
+        # a client that waits for 100 Continue gets it when the app first reads the body:
+        # one refused without reading it (a 413) is never sent (gunicorn sends it first)
+        continue_to = client if framer.take_continue() and not whole else None
         keep = False
         try:
-            parser = http.get_parser(self.cfg, client, addr)
-            req = next(parser)
-            keep = self._answer(listener, req, client, addr) and parser.finish_body(
-                deadline=time.monotonic() + DRAIN_BODY_SECONDS
+            keep = self._answer(listener, req, client, addr, continue_to, streamed=not whole) and (
+                parser.finish_body(deadline=time.monotonic() + DRAIN_BODY_SECONDS)
             )
             # a pipelined next request closes the connection, as gunicorn's sync worker does
             keep = keep and not (parser.unreader.take_buffered() or client.take_unread())
-        except http.errors.NoMoreData as e:
+        except errors.NoMoreData as e:
             self.log.debug("Ignored premature client disconnection. %s", e)
         except StopIteration as e:
             self.log.debug("Closing connection. %s", e)
+        except MALFORMED as e:  # before gunicorn 27 its chunk errors are OSErrors too
+            self.handle_error(req, client, addr, e)
         except OSError as e:
-            if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+            if not client_gone(e):
                 self.log.exception("Socket error processing request.")
-        except BaseException as e:  # gunicorn's answer: 400 for bad requests, 500 otherwise
+        except BaseException as e:  # a failing hook, a worker timeout...: JSON, as any error
             self.handle_error(req, client, addr, e)
         if keep:  # wait, without blocking, for the connection's next request
             client.raw.setblocking(False)
@@ -268,9 +271,18 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
                 _Arriving(client.raw, addr, listener, deadline, idle=True, answered=answered)
             )
         else:
-            util.close_graceful(client)
+            self._linger(arriving)
 
-    def _answer(self, listener: Any, req: Any, client: ReplayingSocket, addr: Any) -> bool:
+    def _answer(
+        self,
+        listener: Any,
+        req: Any,
+        client: ReplayingSocket,
+        addr: Any,
+        continue_to: ReplayingSocket | None,
+        *,
+        streamed: bool,
+    ) -> bool:
         """gunicorn's sync ``handle_request``, less its forced close: whether to keep alive."""
         environ: dict[str, Any] = {}
         resp = None
@@ -282,8 +294,15 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             if self.nr >= self.max_requests:
                 self.log.info("Autorestarting worker after current request.")
                 self.alive = False
-            if not self.alive or client.answered + 1 >= KEEPALIVE_REQUESTS:
-                resp.force_close()  # stopping, recycling, or time to move: the client reconnects
+            if streamed:  # a body read as it comes may turn out malformed: a 400, not a 500
+                environ["wsgi.input"] = CheckedBody(environ["wsgi.input"], continue_to)
+            if (
+                streamed  # the rest of its body may still be arriving: the connection closes
+                or not self.alive  # stopping or recycling
+                or self.cfg.keepalive <= 0
+                or client.answered + 1 >= KEEPALIVE_REQUESTS  # time to move: it reconnects
+            ):
+                resp.force_close()
             respiter = self.wsgi(environ, resp.start_response)
             try:
                 if isinstance(respiter, environ["wsgi.file_wrapper"]):
@@ -296,10 +315,13 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
                 self.log.access(resp, req, environ, datetime.now() - request_start)
                 if hasattr(respiter, "close"):
                     respiter.close()
-        except (Exception, SystemExit):
+        except (Exception, SystemExit) as e:
             if resp is not None and resp.headers_sent:
                 # an answer already begun cannot become an error page: drop the connection
-                self.log.exception("Error handling request")
+                if client_gone(e):
+                    self.log.debug("Client went away before its answer was written: %s", e)
+                else:
+                    self.log.exception("Error handling request")
                 raise StopIteration() from None
             raise
         finally:
@@ -309,9 +331,54 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
                 self.log.exception("Exception in post_request hook")
         return not resp.should_close()
 
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """Answer a request that could not be answered normally: in JSON (gunicorn's: HTML)."""
+        answer_error(self.log, req, client, addr, exc)
+
+    def _refuse(self, arriving: _Arriving, exc: BaseException) -> None:
+        """Answer a malformed request before it reaches the app, and close."""
+        arriving.client.setblocking(True)  # the answer is small: it goes out at once
+        framer = arriving.framer
+        self.handle_error(framer and framer.request, arriving.client, arriving.address, exc)
+        self._linger(arriving)
+
+    def _linger(self, arriving: _Arriving) -> None:
+        """Close after an answer: stop writing, then read and drop what still comes.
+
+        Closing a socket with unread bytes makes the kernel reset the connection, and a
+        client that is still sending (a body the app refused) gets the reset instead of
+        the answer already sent; so the client is read, without blocking, until it
+        closes, or for :data:`LINGER_SECONDS` or two bodies' bytes at most.
+        """
+        client = arriving.client
+        try:
+            client.shutdown(socket.SHUT_WR)
+            client.setblocking(False)
+        except OSError:  # the client is gone already
+            client.close()
+            return
+        deadline = time.monotonic() + LINGER_SECONDS
+        lingering = _Arriving(client, arriving.address, arriving.listener, deadline)
+        lingering.linger_left = self._linger_bytes
+        self._track(lingering)
+
+    def _discard(self, lingering: _Arriving, chunk: bytes) -> bool:
+        """Drop what a closing connection's client still sends; whether it is closed now."""
+        left = lingering.linger_left or 0
+        while chunk and (left := left - len(chunk)) > 0:
+            try:
+                chunk = lingering.client.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                lingering.linger_left = left
+                return False
+            except OSError:
+                break
+        lingering.client.close()
+        return True
+
     def _track(self, arriving: _Arriving) -> None:
         """Wait for the rest of its request without blocking; the oldest goes past the cap."""
-        if len(self._arriving) >= MAX_WAITING:
+        if len(self._arriving) >= self.max_waiting:
             oldest = min(self._arriving.values(), key=lambda a: a.deadline)
             self._forget(oldest)
             oldest.client.close()
@@ -327,12 +394,16 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         """Close the connections past their deadline; note the next deadline."""
         for arriving in [a for a in self._arriving.values() if a.deadline <= now]:
             self._forget(arriving)
-            if not arriving.idle:  # a request began and did not finish: say so
-                try:
-                    arriving.client.send(self._timeout_response)
-                except OSError:
-                    pass
-            arriving.client.close()
+            if arriving.idle or arriving.linger_left is not None:
+                arriving.client.close()
+                continue
+            try:  # a request began and did not finish: say so
+                arriving.client.send(
+                    error_response(HTTPStatus.REQUEST_TIMEOUT, self._timeout_message)
+                )
+            except OSError:
+                pass
+            self._linger(arriving)
         self._soonest = min((a.deadline for a in self._arriving.values()), default=float("inf"))
 
     def _drain(self) -> None:
@@ -355,29 +426,6 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         for waiting in list(self._arriving.values()):
             self._forget(waiting)
             waiting.client.close()
-
-
-def _defer_accept(sock: socket.socket) -> None:
-    """Let the kernel hand over a connection only once its first bytes have come (Linux).
-
-    Then a usual request is whole when it is accepted and answered at once: a worker
-    holds no new connection that is still idle, so a worker that dies (SIGKILL, OOM)
-    costs a client that opens a connection per request only the request it was
-    answering, as a stock sync worker's does (kept-alive connections: see the module).
-    """
-    if hasattr(socket, "TCP_DEFER_ACCEPT") and sock.family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT_SECONDS)
-        except OSError:  # not a TCP socket after all: accept as it comes
-            pass
-
-
-def _timeout_response(seconds: float) -> bytes:
-    body = json.dumps({"error": f"the request did not arrive whole within {seconds:g} s"})
-    return (
-        "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
-        f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n{body}"
-    ).encode()
 
 
 def _read_wakeups(fd: int) -> None:
