@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from flaskserve.app import create_app
 from flaskserve.settings import ENV_PREFIX, Settings
 from flaskserve.training import load_iris_dataset, train
-from liveserver import LiveServer, start_server
+from liveserver import SERVERS, LiveServer, start_server
 
 TUTORIAL_ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
 FLASKSERVE = str(Path(sys.executable).with_name("flaskserve"))
@@ -35,6 +35,23 @@ def require_component(name: str, why: str) -> str:
     if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
         pytest.fail(f"{message} (.ci/run installs it; CI must not skip this test)", pytrace=False)
     pytest.skip(message)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--every-server",
+        action="store_true",
+        help="also run the granian cases that CI leaves out (every_server marker)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--every-server"):
+        return
+    skip = pytest.mark.skip(reason="checked on granian by another test; pytest --every-server")
+    for item in items:
+        if item.get_closest_marker("every_server"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
@@ -77,11 +94,23 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture(scope="session")
-def live_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """``flaskserve serve`` under gunicorn with two workers, as a user would start it."""
+def http_server(request: pytest.FixtureRequest) -> str:
+    """The server ``flaskserve serve`` runs under: gunicorn, unless a test is parametrized
+    over both (``liveserver.on_both_servers``)."""
+    name: str = getattr(request, "param", SERVERS[0])
+    if name == "granian":
+        pytest.importorskip("granian", reason="pip install 'flaskserve[granian]'")
+    return name
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    model_dir: Path, tmp_path_factory: pytest.TempPathFactory, http_server: str
+) -> Iterator[LiveServer]:
+    """``flaskserve serve`` with two workers, as a user would start it."""
     log = tmp_path_factory.mktemp("server") / "serve.log"
     args = [FLASKSERVE, "serve", str(model_dir), "--port", "{port}", "--workers", "2"]
-    server = start_server(args, log)
+    server = start_server(args, log, http_server=http_server)
     yield server
     server.stop()
 
@@ -90,12 +119,16 @@ ServerStarter = Callable[..., LiveServer]
 
 
 @pytest.fixture()
-def start(tmp_path: Path) -> Iterator[ServerStarter]:
-    """Start servers with ``start(args, **kwargs)``; all are stopped after the test."""
+def start(tmp_path: Path, http_server: str) -> Iterator[ServerStarter]:
+    """Start servers with ``start(args, **kwargs)``; all are stopped after the test.
+
+    A ``flaskserve serve`` command runs under the test's ``http_server``.
+    """
     started: list[LiveServer] = []
 
     def _start(args: list[str], **kwargs: object) -> LiveServer:
         log = tmp_path / f"server{len(started)}.log"
+        kwargs.setdefault("http_server", http_server)
         server = start_server(args, log, **kwargs)  # type: ignore[arg-type]
         started.append(server)
         return server
