@@ -340,10 +340,11 @@ def train_tutorial_model(work: Path) -> Path:
 
 
 def start_server(
-    model_dir: Path, workers: int, runtime: str | None, log: Path
+    model_dir: Path, workers: int, runtime: str | None, log: Path, server: str = "gunicorn"
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     command = [str(BIN / "flaskserve"), "serve", str(model_dir), "--port", str(port)]
+    command += ["--server", server]
     command += ["--workers", str(workers)] + (["--runtime", runtime] if runtime else [])
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -537,6 +538,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds left out of the fit")
     parser.add_argument("--model-dir", type=Path, help="the artifact [default: train iris]")
     parser.add_argument("--runtime", choices=["auto", "sklearn", "compiled"])
+    parser.add_argument("--server", choices=["gunicorn", "granian"], default="gunicorn")
     parser.add_argument("--url", help="drive this running server instead of starting one")
     parser.add_argument("--master-pid", type=int, help="with --url: its gunicorn master")
     args = parser.parse_args(argv)
@@ -558,7 +560,9 @@ def main(argv: list[str] | None = None) -> int:
             result = soak(args.url.rstrip("/"), args.master_pid, cases, args)
             url = args.url
         else:
-            process, url = start_server(model_dir, args.workers, args.runtime, work / "serve.log")
+            process, url = start_server(
+                model_dir, args.workers, args.runtime, work / "serve.log", args.server
+            )
             try:
                 result = soak(url, process.pid, cases, args)
             finally:

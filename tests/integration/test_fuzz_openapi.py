@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import requests
 
-from liveserver import LiveServer, worker_pids
+from liveserver import LiveServer, on_both_servers, worker_pids
 
 pytestmark = pytest.mark.integration
 
@@ -129,6 +129,7 @@ def _problems(entry: dict[str, Any]) -> list[str]:
     return problems
 
 
+@on_both_servers(in_ci=False)  # 75 s
 def test_schemathesis_finds_no_server_error(live_server: LiveServer, tmp_path: Path) -> None:
     workers = _workers(live_server)
     assert len(workers) == 2

@@ -18,7 +18,7 @@ from sklearn.datasets import load_iris
 from sklearn.dummy import DummyClassifier
 
 from flaskserve import save_model
-from liveserver import LiveServer, worker_pids
+from liveserver import LiveServer, on_both_servers, worker_pids
 
 pytestmark = pytest.mark.integration
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -74,6 +74,7 @@ def _wait_for_every_worker(server: LiveServer, logged: str, within: float) -> fl
         time.sleep(0.1)
 
 
+@on_both_servers()
 def test_swap_under_load(tmp_path: Path, start: Callable[..., LiveServer]) -> None:
     root = tmp_path / "models"
     _publish(root, 1, answer=1)

@@ -25,7 +25,7 @@ import requests
 from conftest import FLASKSERVE, TUTORIAL_ROW
 
 from flaskserve.serving.worker import KEEPALIVE_REQUESTS
-from liveserver import LiveServer, worker_pids
+from liveserver import LiveServer, on_both_servers, worker_pids
 
 pytestmark = pytest.mark.integration
 BODY = json.dumps(TUTORIAL_ROW)
@@ -52,6 +52,7 @@ def _predict(connection: http.client.HTTPConnection) -> http.client.HTTPResponse
     return response
 
 
+@on_both_servers(in_ci=False)
 def test_requests_share_one_connection(model_dir: Path, start: Callable[..., LiveServer]) -> None:
     server = start(_serve(model_dir))
     connection = _connect(server)
@@ -66,6 +67,7 @@ def test_requests_share_one_connection(model_dir: Path, start: Callable[..., Liv
     connection.close()
 
 
+@on_both_servers()
 def test_an_idle_connection_costs_no_worker(
     model_dir: Path, start: Callable[..., LiveServer]
 ) -> None:
@@ -83,6 +85,7 @@ def test_an_idle_connection_costs_no_worker(
         connection.close()
 
 
+@on_both_servers()
 def test_an_idle_connection_is_closed_silently_after_keepalive(
     model_dir: Path, start: Callable[..., LiveServer]
 ) -> None:
@@ -97,6 +100,7 @@ def test_an_idle_connection_is_closed_silently_after_keepalive(
     connection.close()
 
 
+@on_both_servers(in_ci=False)
 def test_keepalive_0_closes_after_each_answer(
     model_dir: Path, start: Callable[..., LiveServer]
 ) -> None:
@@ -108,6 +112,13 @@ def test_keepalive_0_closes_after_each_answer(
     connection.close()
 
 
+@on_both_servers(
+    "hyper closes the connection without a word when the app left a body unread that had not"
+    " all arrived (http.client sends it apart from the head): the next request on it fails"
+    " (1 run of 5)",
+    sometimes=True,
+    in_ci=False,
+)
 def test_a_body_the_app_did_not_read_leaves_the_connection_usable(
     model_dir: Path, start: Callable[..., LiveServer]
 ) -> None:
@@ -147,6 +158,7 @@ def test_pipelined_requests_get_the_first_answer_then_a_close(
     assert requests.post(f"{server.url}/predict", json=TUTORIAL_ROW, timeout=5).json() == ANSWER
 
 
+@on_both_servers()
 def test_sigterm_closes_idle_connections_and_exits_promptly(
     model_dir: Path, start: Callable[..., LiveServer]
 ) -> None:
@@ -167,6 +179,13 @@ def test_sigterm_closes_idle_connections_and_exits_promptly(
         connection.close()
 
 
+@on_both_servers(
+    "granian's workers listen on a socket each (SO_REUSEPORT): a retry can land on the killed"
+    " worker's socket before it is gone and be reset too (1 of 1,513 requests lost, in one run"
+    " of two)",
+    sometimes=True,
+    in_ci=False,
+)
 def test_a_killed_worker_loses_only_requests_a_retry_recovers(
     model_dir: Path, start: Callable[..., LiveServer]
 ) -> None:
@@ -235,6 +254,7 @@ def test_a_connection_is_closed_after_its_request_quota(
     connection.close()
 
 
+@on_both_servers(in_ci=False)
 def test_keep_alive_clients_spread_over_the_workers(
     model_dir: Path, start: Callable[..., LiveServer]
 ) -> None:

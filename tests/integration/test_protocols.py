@@ -20,7 +20,7 @@ import requests
 from sklearn.datasets import load_iris
 
 from flaskserve import __version__
-from liveserver import LiveServer
+from liveserver import LiveServer, on_both_servers
 from v2_examples import ROWS, SPEC_REQUEST, SPEC_RESPONSE
 
 pytestmark = pytest.mark.integration
@@ -221,6 +221,7 @@ ERRORS: dict[str, tuple[str, str, bytes, dict[str, str], int, str]] = {
 }
 
 
+@on_both_servers()
 @pytest.mark.parametrize(
     ("method", "path", "body", "headers", "status", "says"), ERRORS.values(), ids=ERRORS
 )

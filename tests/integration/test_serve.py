@@ -19,7 +19,7 @@ from conftest import require_component
 
 from flaskserve.artifact import MANIFEST_NAME
 from flaskserve.metrics import FLUSH_SECONDS
-from liveserver import LiveServer, worker_pids
+from liveserver import LiveServer, on_both_servers, worker_pids
 
 ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
 TUTORIAL_BODY = (
@@ -59,6 +59,7 @@ def test_tutorial_curl_command_as_written(live_server: LiveServer) -> None:
         assert result.stdout == b'{"result":[2]}\n'
 
 
+@on_both_servers(in_ci=False)
 def test_concurrent_clients_all_answered(live_server: LiveServer) -> None:
     url = live_server.url
 
@@ -123,6 +124,7 @@ def test_development_server(
         server.stop()
 
 
+@on_both_servers()
 def test_broken_artifact_never_takes_the_server_down(
     model_dir: Path, tmp_path: Path, start: Callable[..., LiveServer]
 ) -> None:
@@ -182,6 +184,7 @@ def test_sigterm_stops_cleanly(
     assert server.process.returncode == 0
 
 
+@on_both_servers()
 def test_metrics_add_up_across_workers(live_server: LiveServer) -> None:
     url = live_server.url
 

@@ -21,7 +21,7 @@ import pytest
 import requests
 from conftest import FLASKSERVE, TUTORIAL_ROW
 
-from liveserver import LiveServer
+from liveserver import LiveServer, on_both_servers
 
 pytestmark = pytest.mark.integration
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
@@ -103,12 +103,14 @@ def test_stock_sync_workers_are_stalled_by_two_slow_clients(
     assert "ok" not in outcomes, outcomes  # the threat is real: every request timed out
 
 
+@on_both_servers()
 def test_slow_headers_cost_no_worker(flaskserve: LiveServer) -> None:
     with trickling(flaskserve, 8):
         outcomes = normal_traffic(flaskserve, 100)
     assert outcomes == ["ok"] * 100
 
 
+@on_both_servers()
 def test_a_slow_body_costs_no_worker(flaskserve: LiveServer) -> None:
     headers_only = REQUEST[: REQUEST.index(b"\r\n\r\n") + 4]
     with trickling(flaskserve, 8, prefix=headers_only):
@@ -116,6 +118,7 @@ def test_a_slow_body_costs_no_worker(flaskserve: LiveServer) -> None:
     assert outcomes == ["ok"] * 100
 
 
+@on_both_servers(in_ci=False)
 def test_a_request_sent_in_pieces_is_answered_whole(flaskserve: LiveServer) -> None:
     with socket.create_connection(("127.0.0.1", _port(flaskserve)), timeout=10) as sock:
         for start in range(0, len(REQUEST), 7):
@@ -126,6 +129,7 @@ def test_a_request_sent_in_pieces_is_answered_whole(flaskserve: LiveServer) -> N
     assert answer.endswith(b'{"result":[2]}\n')
 
 
+@on_both_servers(in_ci=False)
 def test_chunked_and_large_bodies_still_work(flaskserve: LiveServer) -> None:
     chunked = requests.post(
         f"{flaskserve.url}/predict",
@@ -144,6 +148,10 @@ def test_chunked_and_large_bodies_still_work(flaskserve: LiveServer) -> None:
     assert large.json() == {"result": [2]}
 
 
+@on_both_servers(
+    "hyper closes a connection whose headers are late without an answer, and waits for a"
+    " body as long as the client sends nothing: no 408"
+)
 def test_a_request_that_never_completes_gets_408(
     model_dir: Path, start: Callable[..., LiveServer]
 ) -> None:

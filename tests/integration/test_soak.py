@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from liveserver import on_both_servers
+
 pytestmark = pytest.mark.integration
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py"
 DURATION_S = 60
@@ -45,8 +47,9 @@ def test_slope_is_a_least_squares_fit() -> None:
     assert soak.slope([1.0], [75.0]) == 0.0
 
 
-def _run_soak(model_dir: Path) -> tuple[dict[str, Any], str]:
+def _run_soak(model_dir: Path, http_server: str) -> tuple[dict[str, Any], str]:
     command = [sys.executable, str(SCRIPT), "--duration", str(DURATION_S)]
+    command += ["--server", http_server]
     command += ["--concurrency", "16", "--invalid", "0.10", "--workers", "2"]
     command += ["--warmup", str(WARMUP_S), "--model-dir", str(model_dir)]
     done = subprocess.run(
@@ -60,8 +63,9 @@ def _run_soak(model_dir: Path) -> tuple[dict[str, Any], str]:
     return result, report
 
 
-def test_soak(model_dir: Path) -> None:
-    result, report = _run_soak(model_dir)
+@on_both_servers(in_ci=False)  # 60 s
+def test_soak(model_dir: Path, http_server: str) -> None:
+    result, report = _run_soak(model_dir, http_server)
     print(f"\n{report}")
     assert result["server_errors"] == 0, result["examples"]
     assert result["transport_errors"] == 0, result["examples"]
