@@ -27,9 +27,11 @@ GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 HERE = Path(__file__).parent
 
 
-def _serve(start: Callable[..., LiveServer], worker: str = "BufferingSyncWorker") -> LiveServer:
+def _serve(
+    start: Callable[..., LiveServer], worker: str = "BufferingSyncWorker", *options: str
+) -> LiveServer:
     worker_class = f"flaskserve.serving.worker.{worker}" if "." not in worker else worker
-    command = [GUNICORN, "-w", "1", "-k", worker_class, "-c", "python:worker_apps"]
+    command = [GUNICORN, "-w", "1", "-k", worker_class, "-c", "python:worker_apps", *options]
     return start(
         [*command, "-b", "127.0.0.1:{port}", "worker_apps:app"], env={"PYTHONPATH": str(HERE)}
     )
@@ -132,6 +134,20 @@ def test_a_failing_pre_request_hook_is_a_json_500(start: Callable[..., LiveServe
     assert "[ERROR] Error handling request GET /pre-request-fails" in log
     assert "RuntimeError: the pre_request hook failed" in log  # the server's fault: traceback
     assert_healthy(server)
+
+
+def test_clients_gone_before_their_answer_are_debug_lines(
+    start: Callable[..., LiveServer],
+) -> None:
+    server = _serve(start, "BufferingSyncWorker", "--log-level", "debug")
+    for _ in range(20):  # send and close: the answer's writes meet a closed connection
+        with _connect(server) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert_healthy(server)
+    log = _log(server)
+    assert "[DEBUG] Client went away before its answer was written" in log
+    assert "Traceback" not in log
+    assert "[ERROR]" not in log
 
 
 def test_with_tls_the_worker_answers_as_gunicorns_sync_worker(tmp_path: Path) -> None:

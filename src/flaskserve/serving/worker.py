@@ -259,7 +259,9 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         except MALFORMED as e:  # before gunicorn 27 its chunk errors are OSErrors too
             self.handle_error(req, client, addr, e)
         except OSError as e:
-            if not client_gone(e):
+            if client_gone(e):
+                self.log.debug("Client went away before its answer was written: %s", e)
+            else:
                 self.log.exception("Socket error processing request.")
         except BaseException as e:  # a failing hook, a worker timeout...: JSON, as any error
             self.handle_error(req, client, addr, e)
