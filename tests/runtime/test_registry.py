@@ -18,7 +18,7 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression
 
-from flaskserve import save_model
+from flaskserve import admission, save_model
 from flaskserve.artifact import MANIFEST_NAME, MODEL_NAME
 from flaskserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 from flaskserve.runtime import registry as registry_module
@@ -397,7 +397,7 @@ def test_a_failed_version_is_not_retried_until_its_files_change(
     small_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loads: list[Path] = []
-    real_admit = registry_module.admit
+    real_admit = admission.admit
 
     def counting_admit(path: Path, runtime: str = "auto") -> Runtime:
         loads.append(path)

@@ -20,8 +20,8 @@ none of which the app has seen (see README, Reliability).
 
 A connection closed while its client may still be sending (a 413 for a body still
 arriving, a refusal, a 408) lingers as nginx's do: the worker stops writing, then
-reads and drops what still comes, for :data:`LINGER_SECONDS` at most, without
-blocking, so that the client reads its answer instead of a reset.
+reads and drops what still comes, for a few seconds at most, without blocking, so
+that the client reads its answer instead of a reset (:mod:`flaskserve.serving.waiting`).
 
 On SIGTERM the worker also stops new connections from being taken and answers
 every one already queued before it exits (see :mod:`flaskserve.serving.listener`).
@@ -33,11 +33,8 @@ import errno
 import os
 import select
 import selectors
-import socket
 import time
-from dataclasses import dataclass
 from datetime import datetime
-from http import HTTPStatus
 from typing import Any
 
 from gunicorn.http import errors, wsgi
@@ -46,12 +43,11 @@ from gunicorn.workers.sync import SyncWorker
 from ..settings import Settings
 from .framing import CONTINUE, CheckedBody, ReplayingSocket, RequestFramer
 from .listener import defer_accept, refuse_new_connections
-from .refusals import MALFORMED, answer_error, check_host, client_gone, error_response
+from .refusals import MALFORMED, answer_error, check_host, client_gone
+from .waiting import LINGER_BODIES, Arriving, WaitingConnections
 
 #: The most bytes of one request kept while it arrives; larger bodies stream to the handler.
 BUFFER_LIMIT = 1024 * 1024
-#: The most connections waiting for the rest of their request; past it the oldest is closed.
-MAX_WAITING = 1000
 #: How long a new connection may take to finish its request before it waits without blocking.
 SETTLE_SECONDS = 0.05
 #: How long the kernel holds a connection that has sent nothing before handing it over anyway.
@@ -66,35 +62,10 @@ DRAIN_BODY_SECONDS = 1.0
 #: and the client reconnects to whichever worker is free, so workers share long-lived
 #: clients (nginx's ``keepalive_requests`` does the same).
 KEEPALIVE_REQUESTS = 100
-#: How long a closing connection's client may go on sending (nginx's lingering_timeout)...
-LINGER_SECONDS = 5.0
-#: ... and how much, in bodies of the largest size accepted (``FLASKSERVE_MAX_BODY_BYTES``).
-LINGER_BODIES = 2
 
 
-@dataclass
-class _Arriving:
-    """A connection whose request is still arriving (or that lingers before it closes)."""
-
-    client: socket.socket
-    address: Any
-    listener: Any
-    deadline: float
-    #: the request arriving, once a byte of it has
-    framer: RequestFramer | None = None
-    #: kept alive after an answer, and nothing of a next request has come yet
-    idle: bool = False
-    #: requests already answered on this connection
-    answered: int = 0
-    #: closing: the bytes still to be read and dropped (``None``: not closing)
-    linger_left: int | None = None
-
-
-class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships no types
+class BufferingSyncWorker(WaitingConnections, SyncWorker):  # type: ignore[misc]  # no types
     """gunicorn's sync worker, fed only whole requests, and draining its queue on stop."""
-
-    #: see :data:`MAX_WAITING` (a class attribute, so that a test can lower it)
-    max_waiting = MAX_WAITING
 
     def run(self) -> None:
         if self.cfg.is_ssl:  # encrypted bytes cannot be framed here: gunicorn's own loop
@@ -120,7 +91,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         )
         self._linger_bytes = LINGER_BODIES * settings.max_body_bytes
         self._selector = selectors.DefaultSelector()
-        self._arriving: dict[int, _Arriving] = {}
+        self._arriving: dict[int, Arriving] = {}
         self._soonest = float("inf")  # no deadline among the waiting connections comes before
         for listener in self.sockets:
             listener.setblocking(False)
@@ -140,7 +111,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             elif key.data is None:
                 progressed |= self._accept_from(key.fileobj)
             else:
-                arriving: _Arriving = key.data
+                arriving: Arriving = key.data
                 if self._arriving.get(arriving.client.fileno()) is arriving:  # not evicted
                     self._forget(arriving)  # while its socket is open: unregistering needs it
                     if self._receive(arriving):
@@ -168,7 +139,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
                 return False
             raise
         client.setblocking(False)
-        arriving = _Arriving(client, address, listener, time.monotonic() + self._arrival_seconds)
+        arriving = Arriving(client, address, listener, time.monotonic() + self._arrival_seconds)
         # Clients often send headers and body in two writes: wait a moment for the rest, so
         # that a worker holds no connection it has not answered when it dies (SIGKILL, OOM).
         settled = time.monotonic() + SETTLE_SECONDS
@@ -179,7 +150,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
                 break
         return True
 
-    def _receive(self, arriving: _Arriving) -> bool:
+    def _receive(self, arriving: Arriving) -> bool:
         """Read what has come; answer the request once whole. Whether the connection is done."""
         try:
             chunk = arriving.client.recv(65536)
@@ -217,7 +188,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         self._serve(arriving, framer, whole=end is not None)
         return True
 
-    def _hand_over_early(self, arriving: _Arriving, framer: RequestFramer) -> bool:
+    def _hand_over_early(self, arriving: Arriving, framer: RequestFramer) -> bool:
         """Whether a request whose body is still to come goes to the app now.
 
         Only one whose client waits for ``100 Continue`` before a body too large to
@@ -236,7 +207,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             pass
         return False
 
-    def _serve(self, arriving: _Arriving, framer: RequestFramer, *, whole: bool) -> None:
+    def _serve(self, arriving: Arriving, framer: RequestFramer, *, whole: bool) -> None:
         """Answer the request; then keep the connection alive or close it."""
         client, addr, listener = framer.source, arriving.address, arriving.listener
         client.streaming = True  # what the buffer lacks (a streamed body) is read as it comes
@@ -270,7 +241,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             deadline = time.monotonic() + self.cfg.keepalive
             answered = client.answered + 1
             self._track(
-                _Arriving(client.raw, addr, listener, deadline, idle=True, answered=answered)
+                Arriving(client.raw, addr, listener, deadline, idle=True, answered=answered)
             )
         else:
             self._linger(arriving)
@@ -337,76 +308,12 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         """Answer a request that could not be answered normally: in JSON (gunicorn's: HTML)."""
         answer_error(self.log, req, client, addr, exc)
 
-    def _refuse(self, arriving: _Arriving, exc: BaseException) -> None:
+    def _refuse(self, arriving: Arriving, exc: BaseException) -> None:
         """Answer a malformed request before it reaches the app, and close."""
         arriving.client.setblocking(True)  # the answer is small: it goes out at once
         framer = arriving.framer
         self.handle_error(framer and framer.request, arriving.client, arriving.address, exc)
         self._linger(arriving)
-
-    def _linger(self, arriving: _Arriving) -> None:
-        """Close after an answer: stop writing, then read and drop what still comes.
-
-        Closing a socket with unread bytes makes the kernel reset the connection, and a
-        client that is still sending (a body the app refused) gets the reset instead of
-        the answer already sent; so the client is read, without blocking, until it
-        closes, or for :data:`LINGER_SECONDS` or two bodies' bytes at most.
-        """
-        client = arriving.client
-        try:
-            client.shutdown(socket.SHUT_WR)
-            client.setblocking(False)
-        except OSError:  # the client is gone already
-            client.close()
-            return
-        deadline = time.monotonic() + LINGER_SECONDS
-        lingering = _Arriving(client, arriving.address, arriving.listener, deadline)
-        lingering.linger_left = self._linger_bytes
-        self._track(lingering)
-
-    def _discard(self, lingering: _Arriving, chunk: bytes) -> bool:
-        """Drop what a closing connection's client still sends; whether it is closed now."""
-        left = lingering.linger_left or 0
-        while chunk and (left := left - len(chunk)) > 0:
-            try:
-                chunk = lingering.client.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                lingering.linger_left = left
-                return False
-            except OSError:
-                break
-        lingering.client.close()
-        return True
-
-    def _track(self, arriving: _Arriving) -> None:
-        """Wait for the rest of its request without blocking; the oldest goes past the cap."""
-        if len(self._arriving) >= self.max_waiting:
-            oldest = min(self._arriving.values(), key=lambda a: a.deadline)
-            self._forget(oldest)
-            oldest.client.close()
-        self._arriving[arriving.client.fileno()] = arriving
-        self._selector.register(arriving.client, selectors.EVENT_READ, arriving)
-        self._soonest = min(self._soonest, arriving.deadline)
-
-    def _forget(self, arriving: _Arriving) -> None:
-        self._arriving.pop(arriving.client.fileno(), None)
-        self._selector.unregister(arriving.client)
-
-    def _expire(self, now: float) -> None:
-        """Close the connections past their deadline; note the next deadline."""
-        for arriving in [a for a in self._arriving.values() if a.deadline <= now]:
-            self._forget(arriving)
-            if arriving.idle or arriving.linger_left is not None:
-                arriving.client.close()
-                continue
-            try:  # a request began and did not finish: say so
-                arriving.client.send(
-                    error_response(HTTPStatus.REQUEST_TIMEOUT, self._timeout_message)
-                )
-            except OSError:
-                pass
-            self._linger(arriving)
-        self._soonest = min((a.deadline for a in self._arriving.values()), default=float("inf"))
 
     def _drain(self) -> None:
         """Take no new connection; answer those queued or arriving; then return."""
