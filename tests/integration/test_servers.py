@@ -99,8 +99,8 @@ def _assert_answers(server: LiveServer) -> None:
 
 def _edge_cases() -> list[Any]:  # pytest.param's ParameterSet is not public
     cases = []
-    for name, edge in EDGES.items():
-        for server in SERVERS:
+    for server in SERVERS:  # one server after the other: live_server starts each once
+        for name, edge in EDGES.items():
             marks = []
             if server == "granian" and edge.granian_fails is not None:
                 marks.append(pytest.mark.xfail(strict=True, reason=edge.granian_fails))
@@ -202,6 +202,7 @@ def _version(server: LiveServer) -> str:
     return response.headers["X-Model-Version"]
 
 
+@pytest.mark.every_server  # 15 s; CI sees the same reset in test_sigterm_loses_no_connected_request
 @pytest.mark.xfail(
     strict=True,
     reason="granian recycles a worker (lifetime, memory) by starting its successor and then"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,17 @@ def test_a_starting_worker_forgets_dead_workers_live_gauges(
     assert granian.forget_dead_workers(tmp_path) == [dead]
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == [f"counter_{dead}.db", f"gauge_livemax_{alive}.db"]  # counters stay counted
+
+
+def test_a_loading_worker_dies_of_sigterm(model_dir: Path) -> None:
+    """Until granian sets a worker's handlers, it has the master's, which would lose a
+    SIGTERM sent while the model loads: the stop would then wait 30 s to kill it."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        granian._load_app(Settings(model_dir=model_dir, poll_seconds=0))
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, saved[signal.SIGHUP])
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

@@ -149,6 +149,11 @@ def _load_app(settings: Settings) -> Flask:
     """granian's target loader, run in each worker after the fork."""
     from ..api.state import EXTENSION_KEY, ServerState
 
+    # Until granian sets its own handlers after this returns, a worker still has the
+    # master's, which only flag the master's copy: a SIGTERM while the model loads was lost,
+    # and the stop waited out the 30 s kill timeout. A loading worker serves nobody: die.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     directory = os.environ.get(MULTIPROCESS_ENV)
     if directory:
         forget_dead_workers(Path(directory))
