@@ -239,6 +239,8 @@ def fd_count(pid: int) -> int | None:
     """Open descriptors, less the live client connections (kept alive, their number varies).
 
     A leaked connection is not live: its client has gone and it sits in CLOSE_WAIT, counted.
+    Nor are connections the worker is closing (FIN_WAIT, after a refusal it lingers for at
+    most a few seconds to read what the client still sends): their number varies too.
     """
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
@@ -256,6 +258,9 @@ def fd_count(pid: int) -> int | None:
     return count
 
 
+_LIVE_STATES = ("01", "04", "05")  # ESTABLISHED, FIN_WAIT1, FIN_WAIT2 (/proc/net/tcp's codes)
+
+
 def _established_socket_inodes(pid: int) -> set[str]:
     inodes: set[str] = set()
     for table in ("tcp", "tcp6"):
@@ -265,7 +270,7 @@ def _established_socket_inodes(pid: int) -> set[str]:
             continue
         for line in lines:
             fields = line.split()
-            if fields[3] == "01":  # TCP_ESTABLISHED
+            if fields[3] in _LIVE_STATES:
                 inodes.add(fields[9])
     return inodes
 
