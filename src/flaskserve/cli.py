@@ -368,13 +368,11 @@ def _check_repository(settings: Settings) -> dict[str, str]:
     from .preflight import check_repository
 
     try:
-        report = check_repository(settings)
+        report = check_repository(settings, lambda note: click.echo(f"warning: {note}", err=True))
     except ArtifactError as e:
         raise click.BadParameter(e.message, param_hint="MODEL_DIR") from None
     except SettingsError as e:
         raise click.UsageError(e.message) from None
-    for note in report.warnings():
-        click.echo(f"warning: {note}", err=True)
     return report.models
 
 

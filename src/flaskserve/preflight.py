@@ -12,6 +12,7 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ArtifactError, SettingsError
@@ -37,9 +38,10 @@ class RepositoryReport:
         return [*self.notes, *refused]
 
 
-def check_repository(settings: Settings) -> RepositoryReport:
+def check_repository(settings: Settings, warn: Callable[[str], None]) -> RepositoryReport:
     """Load every model once, in a child process; refuse a directory with none that works.
 
+    :param warn: told each version that will not be served, and why, before any refusal.
     :raises ArtifactError: no model would serve (the reasons, joined).
     :raises SettingsError: the configured default model is not in the repository.
     """
@@ -49,6 +51,8 @@ def check_repository(settings: Settings) -> RepositoryReport:
     if done.returncode != 0:
         raise ArtifactError(f"checking {settings.model_dir} failed: {done.stderr.strip()[-500:]}")
     report = RepositoryReport(**json.loads(done.stdout))
+    for warning in report.warnings():
+        warn(warning)
     if not report.models:
         reasons = [report.error] if report.error else [r for _, _, r in report.failures]
         reasons += report.notes
