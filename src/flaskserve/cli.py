@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -198,7 +199,11 @@ def serve(model_dir: Path, **options: Any) -> None:
 def quickstart(**options: Any) -> None:
     """Train the tutorial's iris model into build/iris if missing, then serve it."""
     if not (DEFAULT_MODEL_DIR / MANIFEST_NAME).exists():
-        _train(None, None, "iris", DEFAULT_MODEL_DIR)
+        # in a child process: training starts ONNX Runtime's threads (the parity gate), and
+        # workers forked from a master holding them abort when they exit
+        train = [sys.executable, "-m", "flaskserve", "train", "--out", str(DEFAULT_MODEL_DIR)]
+        if subprocess.run(train, check=False).returncode != 0:
+            raise click.ClickException("training the tutorial's model failed (see above)")
     _serve(DEFAULT_MODEL_DIR, **options)
 
 
