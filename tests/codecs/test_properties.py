@@ -54,7 +54,7 @@ MAX_ROWS = 8  # small, so that PayloadTooLarge is reached as often as success
 pytestmark = pytest.mark.no_cover
 
 PROPERTY = settings(
-    max_examples=1000,
+    max_examples=600,
     deadline=None,
     derandomize=True,
     database=None,  # derandomized: nothing to replay, and no .hypothesis/ left in the tree
