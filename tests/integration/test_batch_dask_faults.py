@@ -97,7 +97,8 @@ def _kill_a_busy_worker(run: subprocess.Popen[bytes], output: Path, cluster: Any
                 break
             time.sleep(0.02)
         assert run.poll() is None and not output.exists(), "the run ended before the kill"
-        victim, pid = next(iter(pids.items()))
+        victim = _busy_worker(client, deadline) or next(iter(pids))
+        pid = pids[victim]
         # Stopped, the worker keeps every piece given to it, and the run cannot finish
         # without them: the kill surely lands while it holds one (which a kill of a running
         # worker between two pieces would not). Any piece held counts against
@@ -109,6 +110,16 @@ def _kill_a_busy_worker(run: subprocess.Popen[bytes], output: Path, cluster: Any
             assert client.processing([victim]).get(victim), "the stopped worker got no piece"
         finally:
             os.kill(pid, signal.SIGKILL)
+
+
+def _busy_worker(client: Any, deadline: float) -> str | None:
+    """A worker holding a piece now: stopping an idle one may leave it none to hold."""
+    while time.monotonic() < deadline:
+        busy = [worker for worker, pieces in client.processing().items() if pieces]
+        if busy:
+            return str(busy[0])
+        time.sleep(0.01)
+    return None
 
 
 @pytest.mark.parametrize(
