@@ -1,6 +1,6 @@
 """Soak: sustained load with a share of invalid requests, watching every worker's memory.
 
-Issue 5, promise 8 (research row R15). The CI length is the default; the long run is on demand:
+Promise 8 of docs/reliability.md. The run is on demand; the test runs a shorter one:
 
     python benchmarks/soak.py                    # 60 s at concurrency 16, 10% invalid
     python benchmarks/soak.py --duration 900     # the long run (15 minutes)

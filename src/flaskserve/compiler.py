@@ -2,7 +2,7 @@
 
 ONNX Runtime evaluates the tutorial's 300-tree forest in about 15 µs per row,
 against 20-45 ms for scikit-learn's ``predict``. It was chosen by measurement
-(the README has the figures) and because an ONNX file is data, not code: like
+(docs/performance.md has the figures) and because an ONNX file is data, not code: like
 skops, loading it runs nothing. The compiled model is used only if it passes the
 parity gate: identical labels and probabilities within :data:`TOLERANCE` on the
 training rows, the held-out rows, random rows spread over ±10% of each

@@ -1,6 +1,6 @@
 """Faults under load against real server processes, counted request by request on the client.
 
-What stock gunicorn does (``/work/shared/research/reliability.md``, rows R12, R13, R18):
+What stock gunicorn does:
 a SIGKILLed sync worker loses exactly its one in-flight request, so the honest gate is
 at most one failure per kill without retries and none with one idempotent retry; the
 master respawns the worker; SIGTERM finishes in-flight requests and exits 0, but resets

@@ -1,4 +1,4 @@
-"""Hostile artifacts (issue 5, promise 2; research rows R7, R9), against real servers.
+"""Hostile artifacts (docs/reliability.md, promise 2), against real servers.
 
 Each artifact below is the tutorial's model with one thing made hostile: a pickle whose
 ``__reduce__`` would create a marker directory, under every file name the loader reads

@@ -16,7 +16,7 @@ seconds, 2 by default; ``flaskserve serve --keepalive 0`` turns it off): an
 answered connection goes back among those waiting, without blocking, for their
 next request, so a client's next request costs no new TCP connection. A
 worker that dies then loses the requests already sent on its open connections,
-none of which the app has seen (see README, Reliability).
+none of which the app has seen (see docs/reliability.md).
 
 A connection closed while its client may still be sending (a 413 for a body still
 arriving, a refusal, a 408) lingers as nginx's do: the worker stops writing, then
