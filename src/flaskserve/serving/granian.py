@@ -17,7 +17,6 @@ import multiprocessing.util
 import os
 import re
 import signal
-import threading
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from flask import Flask
 from ..app import create_app
 from ..metrics import MULTIPROCESS_ENV, forget_worker
 from ..settings import Settings
+from .hangup import rescan_on_hangup
 
 INSTALL_HINT = "pip install 'flaskserve[granian]'"
 #: the log line format gunicorn's workers use, so logs read the same under either server
@@ -165,13 +165,7 @@ def _load_app(settings: Settings) -> Flask:
     state.registry.start_watching(settings.poll_seconds)
     # multiprocessing ends a worker with os._exit, which skips atexit: flush here instead
     multiprocessing.util.Finalize(None, state.metrics.flush, exitpriority=0)
-
-    def on_hangup(signum: int, frame: object) -> None:
-        threading.Thread(
-            target=state.registry.refresh, name="flaskserve-rescan", daemon=True
-        ).start()
-
-    signal.signal(signal.SIGHUP, on_hangup)
+    rescan_on_hangup(state.registry)
     return app
 
 

@@ -8,7 +8,6 @@ import math
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from gunicorn.arbiter import Arbiter
 from ..app import create_app
 from ..metrics import forget_worker
 from ..settings import Settings
+from .hangup import rescan_on_hangup
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 BUFFERING_WORKER = "flaskserve.serving.worker.BufferingSyncWorker"
@@ -118,12 +118,7 @@ def _rescan_on_hangup(worker: Any) -> None:
     """gunicorn ``post_worker_init`` hook: SIGHUP in a worker starts a rescan."""
     from ..api.state import EXTENSION_KEY
 
-    registry = worker.wsgi.extensions[EXTENSION_KEY].registry
-
-    def on_hangup(signum: int, frame: object) -> None:
-        threading.Thread(target=registry.refresh, name="flaskserve-rescan", daemon=True).start()
-
-    signal.signal(signal.SIGHUP, on_hangup)
+    rescan_on_hangup(worker.wsgi.extensions[EXTENSION_KEY].registry)
 
 
 def run_gunicorn(
