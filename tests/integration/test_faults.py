@@ -11,6 +11,8 @@ workers with ``max_requests`` loses nothing (the listening socket outlives each 
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import random
 import shutil
@@ -23,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -39,6 +42,7 @@ from liveserver import (
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
+ROW_BYTES = json.dumps(ROW).encode()
 ANSWER = {"result": [2]}  # the tutorial's row is a virginica
 REFUSAL_MARGIN_S = 0.5
 TIMEOUT = (5.0, 15.0)  # connect, read: far above any answer here, far below a hang
@@ -72,19 +76,43 @@ def _classify(error: requests.RequestException) -> str:
 
 
 def _attempt(url: str) -> tuple[str, int | None, str | None, bytes]:
+    """One POST on a fresh connection, its head and body sent in one write.
+
+    ``requests`` (urllib3 2) writes the head and the body separately; 32 client threads
+    on two cores can stall between the two for longer than the worker's settle time,
+    and the worker then holds that connection as one still arriving, which a kill also
+    drops (docs/reliability.md). One write measures what this test promises: the
+    in-flight request.
+    """
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT[1])
     try:
-        # requests.post opens a fresh connection per call (sync workers close it anyway)
-        response = requests.post(f"{url}/predict", json=ROW, timeout=TIMEOUT)
-    except requests.RequestException as e:
-        return _classify(e), None, f"{type(e).__name__}: {e}"[:300], b""
-    body = response.content
-    if response.status_code != 200:
-        return "http", response.status_code, None, body[:300]
+        connection.request("POST", "/predict", ROW_BYTES, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        status, body = response.status, response.read()
+    except (OSError, http.client.HTTPException) as e:
+        return _classify_os(e), None, f"{type(e).__name__}: {e}"[:300], b""
+    finally:
+        connection.close()
+    if status != 200:
+        return "http", status, None, body[:300]
     try:
-        right = response.json() == ANSWER
+        right = json.loads(body) == ANSWER
     except ValueError:
         right = False
     return ("ok" if right else "wrong"), 200, None, body[:300]
+
+
+def _classify_os(error: OSError | http.client.HTTPException) -> str:
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if isinstance(error, ConnectionRefusedError):
+        return "refused"
+    if isinstance(error, (ConnectionError, http.client.HTTPException)):
+        # taken, then reset or closed without an answer (RemoteDisconnected, ECONNRESET,
+        # EPIPE, IncompleteRead after the head)
+        return "reset"
+    return "other"
 
 
 def _call(url: str, retry_once: bool) -> Call:
