@@ -329,14 +329,15 @@ def test_save_accepts_a_list_sample(tmp_path: Path) -> None:
             "class_names: expected 0 names, got 1",
         ),
         (
-            _fitted_forest,
+            lambda: LogisticRegression(max_iter=500).fit(X_IRIS, IRIS["target"]),
             {"sample": np.where(np.eye(150, 4, dtype=bool), np.nan, X_IRIS)},
-            "sample: contains NaN or infinite values",
+            "sample: missing cells .NaN. in 'x0', 'x1', 'x2', 'x3', and the estimator"
+            " cannot predict with them",
         ),
         (
             _fitted_forest,
             {"sample": np.full((3, 4), np.inf)},
-            "sample: contains NaN or infinite values",
+            "sample: contains infinite values",
         ),
         (_fitted_forest, {"sample": X_IRIS[0]}, r"sample: expected a non-empty 2-D array"),
         (_fitted_forest, {"sample": np.empty((0, 4))}, r"sample: expected a non-empty 2-D array"),

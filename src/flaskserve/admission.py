@@ -22,9 +22,10 @@ import numpy as np
 
 from .artifact import ModelManifest, load_model, read_manifest, read_verified
 from .audit import audit_model_file
-from .errors import ArtifactError
+from .errors import ArtifactError, InvalidInput
 from .runtime.base import Runtime
 from .runtime.sklearn import SklearnRuntime
+from .schema import rows_input
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,10 @@ def _smoke_test(path: Path, runtime: Runtime) -> None:
     sample = runtime.manifest.sample
     if not sample.get("inputs"):
         return
-    rows = np.asarray(sample["inputs"], dtype=np.float64)
+    try:
+        rows = rows_input(runtime.manifest, sample["inputs"], "smoke row {}: ".format)
+    except (InvalidInput, IndexError, TypeError) as e:
+        raise ArtifactError(f"{path}: the smoke rows do not fit the features ({e})") from e
     got = runtime.predict(rows).predictions
     expected = np.asarray(sample["predictions"])
     same = (

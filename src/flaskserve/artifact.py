@@ -30,6 +30,23 @@ import numpy as np
 from .errors import ArtifactError
 
 MANIFEST_NAME = "flaskserve.json"
+#: the dtypes a feature may have: what :mod:`flaskserve.schema` knows how to decode
+FEATURE_DTYPES = (
+    "float64",
+    "float32",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "uint16",
+    "uint32",
+    "bool",
+    "str",
+    "string",
+    "object",
+    "category",
+)
 MODEL_NAME = "model.skops"
 FORMAT_VERSION = 1
 
@@ -46,17 +63,42 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.metrics._dist_metrics.MinkowskiDistance64",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    # HistGradientBoosting on category columns keeps partial(check_array) in the
+    # preprocessor it builds; a partial of any other function is still refused, since
+    # the function is a node of its own that must be trusted too
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
 )
 
 
 @dataclass(frozen=True)
 class Feature:
-    """One input column: its name, dtype and the range seen in the sample."""
+    """One input column: its name, dtype and what the sample showed of it.
+
+    :ivar dtype: the pandas dtype the model was fitted on (``float64``, ``int64``,
+        ``bool``, ``str``, ``object`` or ``category``): it decides which JSON values a
+        cell may hold (:mod:`flaskserve.schema`).
+    :ivar min: the smallest value seen, for a number.
+    :ivar nullable: a cell may be missing (the model answers with it missing).
+    :ivar categories: the text values seen in training, for a text feature.
+    :ivar unknown_categories: what the model does with text it has not seen:
+        ``"refused"`` (the request is answered 400), ``"ignored"`` (it is answered).
+    """
 
     name: str
     dtype: str = "float64"
     min: float | None = None
     max: float | None = None
+    nullable: bool = False
+    categories: tuple[str, ...] | None = None
+    unknown_categories: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Feature:
+        categories = data.get("categories")
+        if categories is not None:
+            data = {**data, "categories": tuple(categories)}
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -79,13 +121,19 @@ class ModelManifest:
     feature_importances: dict[str, float] = field(default_factory=dict)
     model_file: str = MODEL_NAME
     format_version: int = FORMAT_VERSION
+    #: ``matrix``: rows are a float64 matrix; ``frame``: a DataFrame of typed columns
+    input: str = "matrix"
 
     @cached_property  # read on every request
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        # a feature's typing fields only where they say something: a manifest of
+        # numbers reads as it always has
+        data["features"] = [_without_defaults(f) for f in data["features"]]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelManifest:
@@ -94,7 +142,7 @@ class ModelManifest:
         :raises ArtifactError: the manifest does not describe a loadable model.
         """
         try:
-            features = tuple(Feature(**f) for f in data["features"])
+            features = tuple(Feature.from_dict(f) for f in data["features"])
             values = {**data, "features": features}
             values["labels"] = tuple(data.get("labels", ()))
             values["class_names"] = tuple(data.get("class_names", ()))
@@ -105,6 +153,15 @@ class ModelManifest:
             raise ArtifactError(f"{MANIFEST_NAME}: malformed ({e})") from e
         check_manifest(manifest)
         return manifest
+
+
+_FEATURE_DEFAULTS = {"nullable": False, "categories": None, "unknown_categories": None}
+
+
+def _without_defaults(feature: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: v for k, v in feature.items() if k not in _FEATURE_DEFAULTS or v != _FEATURE_DEFAULTS[k]
+    }
 
 
 @dataclass(frozen=True)
@@ -231,8 +288,33 @@ def check_manifest(manifest: ModelManifest) -> None:
         or len(set(names)) != len(names)
     ):
         raise ArtifactError(f"{MANIFEST_NAME}: features must be unique non-empty names")
+    if manifest.input not in ("matrix", "frame"):
+        raise ArtifactError(f"{MANIFEST_NAME}: input must be 'matrix' or 'frame'")
+    for feature in manifest.features:
+        check_feature(feature)
     if manifest.task == "classification" and len(manifest.class_names) != len(manifest.labels):
         raise ArtifactError(f"{MANIFEST_NAME}: class_names and labels differ in length")
+
+
+def check_feature(feature: Feature) -> None:
+    """:raises ArtifactError: the feature's type or categories are not ones flaskserve reads."""
+    if feature.dtype not in FEATURE_DTYPES:
+        raise ArtifactError(
+            f"{MANIFEST_NAME}: feature {feature.name!r} has dtype {feature.dtype!r}"
+            f" (expected one of {', '.join(FEATURE_DTYPES)})"
+        )
+    categories = feature.categories
+    if categories is not None and not all(isinstance(c, str) for c in categories):
+        raise ArtifactError(f"{MANIFEST_NAME}: feature {feature.name!r}: categories must be text")
+    if feature.unknown_categories not in (None, "refused", "ignored"):
+        raise ArtifactError(
+            f"{MANIFEST_NAME}: feature {feature.name!r}: unknown_categories must be"
+            " 'refused' or 'ignored'"
+        )
+    if type(feature.nullable) is not bool:
+        raise ArtifactError(
+            f"{MANIFEST_NAME}: feature {feature.name!r}: nullable must be a boolean"
+        )
 
 
 def json_default(value: Any) -> Any:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .artifact import ModelManifest, load_model, write_artifact
+from .schema import Table
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def parity_rows(
     parts = [r for r in (rows, holdout) if r is not None and len(r)]
     rng = np.random.default_rng(_SEED)
     if rows is not None and len(rows):
-        low, high = rows.min(axis=0), rows.max(axis=0)
+        low, high = np.nanmin(rows, axis=0), np.nanmax(rows, axis=0)
         margin = np.maximum((high - low) * 0.1, 1e-3)
         parts.append(rng.uniform(low - margin, high + margin, size=(RANDOM_ROWS, width)))
     else:  # no ranges known (an imported pickle): a wide spread around zero
@@ -223,10 +224,15 @@ def with_compiled(
     estimator: Any,
     manifest: ModelManifest,
     files: dict[str, bytes],
-    rows: np.ndarray | None,
-    holdout: np.ndarray | None,
+    rows: np.ndarray | Table | None,
+    holdout: np.ndarray | Table | None,
 ) -> tuple[ModelManifest, dict[str, bytes]]:
-    compiled = compile_estimator(estimator, manifest.task, len(manifest.features), rows, holdout)
+    if isinstance(rows, Table) or manifest.input == "frame":
+        compiled = Compiled(None, {"status": "unsupported", "reason": "typed (DataFrame) inputs"})
+    else:
+        compiled = compile_estimator(
+            estimator, manifest.task, len(manifest.features), rows, holdout
+        )
     if compiled.payload is not None:
         files = {**files, compiled.record["file"]: compiled.payload}
     return replace(manifest, compiled=compiled.record), files

@@ -4,7 +4,7 @@ A view decodes, calls the data plane, encodes (MLServer's REST handlers ->
 ``DataPlane`` -> model -> codecs)::
 
     call = dataplane.begin(environ, state, name)       # access control, model choice
-    rows = records.decode_rows(call.body_json(), call.manifest.feature_names, ...)
+    rows = records.decode_records(call.body_json(), call.manifest, ...)
     return encode(call.predict(rows))                    # the runtime, recorded
 
 :func:`begin` is the only way a view gets a model, and it checks the API key
@@ -34,6 +34,7 @@ from .errors import PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from .metrics import Metrics
 from .runtime.base import Prediction
 from .runtime.registry import ModelRegistry, ServedModel
+from .schema import Table
 from .settings import Settings
 
 #: where :func:`begin` leaves the request's :class:`Call`, for the observing middleware
@@ -83,7 +84,7 @@ class Call:
         """
         return parse_json(self.body(), self.state.settings.max_json_depth)
 
-    def predict(self, rows: np.ndarray, *, proba: bool = False) -> Prediction:
+    def predict(self, rows: np.ndarray | Table, *, proba: bool = False) -> Prediction:
         """Run the chosen model on *rows* and record that it answered them."""
         prediction = self.model.runtime.predict(rows, proba=proba)
         self.answered = self.model

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import os
 import platform
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ import numpy as np
 
 from .artifact import Feature, ModelManifest, check_manifest, write_artifact
 from .compiler import with_compiled
+from .frames import TypedSample, describe_frame, is_frame
 from .modelcard import feature_importances
+from .schema import Table
 from .version import __version__
 
 SAMPLE_ROWS = 5
@@ -41,14 +44,14 @@ def save_model(
 ) -> ModelManifest:
     """Write a fitted scikit-learn estimator or Pipeline as a model artifact.
 
-    The directory is written beside *path* and renamed into place, so a reader
-    never sees half an artifact; an existing artifact at *path* is replaced.
-
     :param estimator: a fitted classifier or regressor (or a Pipeline ending in one).
-    :param path: the artifact directory to create.
-    :param sample: training rows (2-D, numeric): their ranges go into the
-        manifest and the first rows, with their predictions, become the smoke
-        test. Without it the manifest records no ranges and no smoke rows.
+    :param path: the artifact directory to create (written beside it, renamed into place).
+    :param sample: training rows: a pandas DataFrame (text, ``category``, boolean and
+        number columns; missing cells), or a 2-D array of numbers (``NaN`` for a
+        missing cell). Each feature's type, range, categories and whether it may be
+        missing go into the manifest (docs/typing.md), and the first rows, with their
+        predictions, become the smoke test. Without it the manifest records no types
+        beyond numbers, no ranges and no smoke rows.
     :param feature_names: one name per column; default ``feature_names_in_`` or ``x0..xn``.
     :param class_names: human names for ``classes_``, in the same order.
     :param name: the model's name; default the directory's name.
@@ -61,44 +64,98 @@ def save_model(
     """
     target = Path(path)
     task, labels = _task_and_labels(estimator)
-    rows = _as_matrix(sample) if sample is not None else None
-    names = _checked_names(estimator, rows, feature_names, class_names, labels, version)
+    typed = typed_sample(estimator, sample, feature_names) if sample is not None else None
+    names = _checked_names(estimator, typed, feature_names, class_names, labels, version)
     payload = _serialized(estimator)
-    manifest = ModelManifest(
+    manifest = ModelManifest(  # an existing artifact at *path* is replaced once this is whole
         name=name or target.resolve().name,
         version=version,
         task=task,
         estimator=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-        features=_features(names, rows),
+        features=typed.features if typed else tuple(Feature(n) for n in names),
         sha256=hashlib.sha256(payload).hexdigest(),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         labels=labels,
         class_names=tuple(class_names) if class_names is not None else tuple(map(str, labels)),
         metrics=dict(metrics or {}),
-        sample=_smoke_sample(estimator, rows),
+        sample=_smoke_sample(estimator, typed),
         feature_importances=feature_importances(estimator, names),
         versions=_library_versions(),
+        input=typed.input if typed else "matrix",
     )
     check_manifest(manifest)
     files = {manifest.model_file: payload}
     if compile:
-        holdout_rows = _as_matrix(holdout) if holdout is not None else None
-        manifest, files = with_compiled(estimator, manifest, files, rows, holdout_rows)
+        manifest, files = _compiled(estimator, manifest, files, typed, holdout)
     write_artifact(target, files, manifest)
     return manifest
 
 
+def _compiled(
+    estimator: Any,
+    manifest: ModelManifest,
+    files: dict[str, bytes],
+    typed: TypedSample | None,
+    holdout: Any,
+) -> tuple[ModelManifest, dict[str, bytes]]:
+    held = None
+    if holdout is not None:
+        held = typed_sample(estimator, holdout, list(manifest.feature_names)).rows
+    return with_compiled(estimator, manifest, files, typed.rows if typed else None, held)
+
+
+def typed_sample(
+    estimator: Any, sample: Any, feature_names: Sequence[str] | None = None
+) -> TypedSample:
+    """*sample* typed: a DataFrame column by column, anything else as a numeric matrix.
+
+    :raises ValueError: the sample does not fit the estimator; the message says where.
+    """
+    if is_frame(sample):
+        return describe_frame(estimator, sample, list(feature_names) if feature_names else None)
+    rows = _as_matrix(sample)
+    nullable = np.isnan(rows).any(axis=0)
+    names = _feature_names(estimator, rows.shape[1], feature_names)
+    if nullable.any():
+        _check_missing_served(
+            estimator, rows, [n for n, m in zip(names, nullable, strict=True) if m]
+        )
+    features = tuple(
+        Feature(n, "float64", _bound(np.nanmin, column), _bound(np.nanmax, column), bool(null))
+        for n, column, null in zip(names, rows.T, nullable, strict=True)
+    )
+    return TypedSample(features, "matrix", rows)
+
+
+def _check_missing_served(estimator: Any, rows: np.ndarray, names: list[str]) -> None:
+    try:
+        _predict_matrix(estimator, rows)
+    except ValueError as e:
+        raise ValueError(
+            f"sample: missing cells (NaN) in {', '.join(map(repr, names))}, and the estimator"
+            f" cannot predict with them ({str(e)[:200]})"
+        ) from e
+
+
+def _bound(reduce: Any, column: np.ndarray) -> float | None:
+    return None if np.isnan(column).all() else float(reduce(column))
+
+
 def _checked_names(
     estimator: Any,
-    rows: np.ndarray | None,
+    typed: TypedSample | None,
     feature_names: Sequence[str] | None,
     class_names: Sequence[str] | None,
     labels: tuple[Any, ...],
     version: int,
 ) -> list[str]:
     """The feature names, once they, the class names and the version fit the estimator."""
-    width = rows.shape[1] if rows is not None else _declared_width(estimator, feature_names)
-    names = _feature_names(estimator, width, feature_names)
+    if typed is not None:
+        names = [f.name for f in typed.features]
+        _feature_names(estimator, typed.width, names)  # the estimator's width checked
+    else:
+        width = _declared_width(estimator, feature_names)
+        names = _feature_names(estimator, width, feature_names)
     if class_names is not None and len(class_names) != len(labels):
         raise ValueError(f"class_names: expected {len(labels)} names, got {len(class_names)}")
     if version < 1:
@@ -130,11 +187,13 @@ def _as_matrix(sample: Any) -> np.ndarray:
     try:
         rows = np.asarray(sample, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"sample: expected numeric rows ({e})") from e
+        raise ValueError(
+            f"sample: expected numeric rows, or a pandas DataFrame for text columns ({e})"
+        ) from e
     if rows.ndim != 2 or rows.shape[0] == 0 or rows.shape[1] == 0:
         raise ValueError(f"sample: expected a non-empty 2-D array, got shape {list(rows.shape)}")
-    if not np.isfinite(rows).all():
-        raise ValueError("sample: contains NaN or infinite values")
+    if np.isinf(rows).any():
+        raise ValueError("sample: contains infinite values")
     return rows
 
 
@@ -147,18 +206,23 @@ def _declared_width(estimator: Any, feature_names: Sequence[str] | None) -> int:
     return int(width) if width is not None else len(feature_names or ())
 
 
-def _features(names: list[str], rows: np.ndarray | None) -> tuple[Feature, ...]:
-    if rows is None:
-        return tuple(Feature(n) for n in names)
-    ranges = zip(names, rows.min(axis=0), rows.max(axis=0), strict=True)
-    return tuple(Feature(n, "float64", float(lo), float(hi)) for n, lo, hi in ranges)
-
-
-def _smoke_sample(estimator: Any, rows: np.ndarray | None) -> dict[str, list[Any]]:
-    if rows is None:
+def _smoke_sample(estimator: Any, typed: TypedSample | None) -> dict[str, list[Any]]:
+    """The first rows, as JSON cells (``None`` for a missing one), and their predictions."""
+    if typed is None:
         return {}
-    smoke = rows[:SAMPLE_ROWS]
-    return {"inputs": smoke.tolist(), "predictions": plain(estimator.predict(smoke))}
+    if isinstance(typed.rows, Table):
+        smoke = typed.rows.take(np.arange(min(SAMPLE_ROWS, len(typed.rows))))
+        return {"inputs": smoke.rows(), "predictions": plain(estimator.predict(smoke.to_frame()))}
+    matrix = typed.rows[:SAMPLE_ROWS]
+    inputs = [[None if v != v else v for v in row] for row in matrix.tolist()]
+    return {"inputs": inputs, "predictions": plain(_predict_matrix(estimator, matrix))}
+
+
+def _predict_matrix(estimator: Any, matrix: np.ndarray) -> Any:
+    with warnings.catch_warnings():
+        # fitted on a DataFrame: "X does not have valid feature names"
+        warnings.simplefilter("ignore")
+        return estimator.predict(matrix)
 
 
 def _feature_names(estimator: Any, width: int, given: Sequence[str] | None) -> list[str]:

@@ -23,7 +23,7 @@ def predict(name: str | None = None) -> ResponseReturnValue:
     proba, labels = query_flags(environ, "proba", "labels")
     if labels:
         records.require_classes(manifest)  # fail before decoding or predicting
-    rows = records.decode_rows(call.body_json(), manifest.feature_names, state.settings.max_rows)
+    rows = records.decode_records(call.body_json(), manifest, state.settings.max_rows)
     prediction = call.predict(rows, proba=proba)
     # the model that answered goes in headers: the body stays the tutorial's
     return json_response(records.encode_result(prediction, manifest, labels=labels))

@@ -2,8 +2,10 @@
 
 ``{"sepal_length": 5.9, ...}`` is one row; ``[{...}, {...}]`` is a batch.
 Rows may also be positional arrays in the manifest's feature order.
-Every cell must be a finite JSON number: ``null``, booleans and strings are
-refused instead of being coerced the way ``np.asarray`` would (``True`` -> 1.0).
+For a model of numbers, every cell must be a finite JSON number: ``null``,
+booleans and strings are refused instead of being coerced the way ``np.asarray``
+would (``True`` -> 1.0). A model with text, boolean or missing cells takes them
+as its features' types allow (:mod:`flaskserve.schema`, docs/typing.md).
 """
 
 from __future__ import annotations
@@ -17,6 +19,27 @@ import numpy as np
 from ..artifact import ModelManifest
 from ..errors import InvalidInput, PayloadTooLarge
 from ..runtime.base import Prediction
+from ..schema import Table, columns_input, describe
+
+
+def decode_records(payload: Any, manifest: ModelManifest, max_rows: int) -> np.ndarray | Table:
+    """Turn a parsed JSON payload into what *manifest*'s model takes.
+
+    A model of numbers that are never missing takes the fast path of
+    :func:`decode_rows`; any other has each cell checked against its feature's
+    type (:func:`flaskserve.schema.typed_column`): a float64 matrix with ``NaN``
+    for missing cells, or a :class:`~flaskserve.schema.Table` of typed columns.
+
+    :raises InvalidInput: any row or cell does not fit; the message names it.
+    :raises PayloadTooLarge: more rows than *max_rows*.
+    """
+    if manifest.input == "matrix" and not any(f.nullable for f in manifest.features):
+        return decode_rows(payload, manifest.feature_names, max_rows)
+    rows, where = _batch(payload, max_rows)
+    names = manifest.feature_names
+    cells = _cells(rows, names, where)
+    width = len(names)
+    return columns_input(manifest, [cells[j::width] for j in range(width)], where)
 
 
 def decode_rows(payload: Any, feature_names: Sequence[str], max_rows: int) -> np.ndarray:
@@ -28,21 +51,7 @@ def decode_rows(payload: Any, feature_names: Sequence[str], max_rows: int) -> np
     :raises InvalidInput: any row or cell does not fit; the message names it.
     :raises PayloadTooLarge: more rows than *max_rows*.
     """
-    if isinstance(payload, dict):
-        payload = [payload]
-        where: Callable[[int], str] = lambda index: ""  # noqa: E731 - one row: no row number
-    elif isinstance(payload, list):
-        if not payload:
-            raise InvalidInput("expected at least one row, got an empty list")
-        if len(payload) > max_rows:
-            raise PayloadTooLarge(
-                f"{len(payload)} rows is over the limit of {max_rows} per request"
-            )
-        where = "row {}: ".format
-    else:
-        raise InvalidInput(
-            f"expected a JSON object of features or a list of them, got {describe(payload)}"
-        )
+    payload, where = _batch(payload, max_rows)
     cells = _cells(payload, feature_names, where)
     # the common case costs a few C loops; any doubt and the rows are walked to name the cell
     if set(map(type, cells)) <= _NUMBER_TYPES:
@@ -50,6 +59,21 @@ def decode_rows(payload: Any, feature_names: Sequence[str], max_rows: int) -> np
         if rows is not None:
             return rows
     return _checked_rows(cells, feature_names, where)
+
+
+def _batch(payload: Any, max_rows: int) -> tuple[list[Any], Callable[[int], str]]:
+    """The rows of *payload* and how a message names row *i* ("" for a single object)."""
+    if isinstance(payload, dict):
+        return [payload], lambda index: ""
+    if not isinstance(payload, list):
+        raise InvalidInput(
+            f"expected a JSON object of features or a list of them, got {describe(payload)}"
+        )
+    if not payload:
+        raise InvalidInput("expected at least one row, got an empty list")
+    if len(payload) > max_rows:
+        raise PayloadTooLarge(f"{len(payload)} rows is over the limit of {max_rows} per request")
+    return payload, "row {}: ".format
 
 
 def encode_result(
@@ -82,22 +106,6 @@ def class_names_of(predictions: list[Any], manifest: ModelManifest) -> list[str]
     require_classes(manifest)
     names = dict(zip(manifest.labels, manifest.class_names, strict=True))
     return [names.get(p, str(p)) for p in predictions]
-
-
-def describe(value: Any) -> str:
-    """Name a JSON value's type the way a client would, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {'true' if value else 'false'}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"string {shown!r}"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    return f"number {value!r}"
 
 
 def check_names(

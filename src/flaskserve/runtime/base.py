@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from ..artifact import ModelManifest
+from ..schema import Table
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,11 @@ class Prediction:
 
 
 class Runtime(Protocol):
-    """Predicts on a float64 matrix whose columns follow ``manifest.features``."""
+    """Predicts on rows whose columns follow ``manifest.features``.
+
+    Rows are a float64 matrix for a ``matrix`` model, a :class:`~flaskserve.schema.Table`
+    of typed columns for a ``frame`` model (``manifest.input``).
+    """
 
     @property
     def kind(self) -> str:
@@ -32,4 +37,4 @@ class Runtime(Protocol):
     @property
     def manifest(self) -> ModelManifest: ...
 
-    def predict(self, rows: np.ndarray, *, proba: bool = False) -> Prediction: ...
+    def predict(self, rows: np.ndarray | Table, *, proba: bool = False) -> Prediction: ...

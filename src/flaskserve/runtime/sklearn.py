@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
 
 from ..artifact import ModelManifest
 from ..errors import InvalidInput, ModelError
+from ..schema import Table
 from .base import Prediction
 
 logger = logging.getLogger(__name__)
@@ -26,12 +28,16 @@ class SklearnRuntime:
     def __init__(self, estimator: Any, manifest: ModelManifest) -> None:
         self._estimator = estimator
         self._manifest = manifest
+        if manifest.input == "matrix" and hasattr(estimator, "feature_names_in_"):
+            # fitted on a DataFrame of numbers and served a matrix (the answers are the same,
+            # checked when it was saved): scikit-learn would warn on every request
+            warnings.filterwarnings("ignore", "X does not have valid feature names")
 
     @property
     def manifest(self) -> ModelManifest:
         return self._manifest
 
-    def predict(self, rows: np.ndarray, *, proba: bool = False) -> Prediction:
+    def predict(self, rows: np.ndarray | Table, *, proba: bool = False) -> Prediction:
         """Predict classes or values for *rows*, optionally class probabilities.
 
         :raises InvalidInput: probabilities asked of a model that has none.
@@ -39,15 +45,16 @@ class SklearnRuntime:
         """
         if proba and not hasattr(self._estimator, "predict_proba"):
             raise InvalidInput(f"model {self._manifest.name!r} does not give probabilities")
-        predictions = self._call("predict", rows)
-        probabilities = self._call("predict_proba", rows) if proba else None
+        model_input = rows.to_frame() if isinstance(rows, Table) else rows
+        predictions = self._call("predict", model_input)
+        probabilities = self._call("predict_proba", model_input) if proba else None
         if predictions.dtype.kind == "f":
             _check_finite(predictions, "predictions")
         if probabilities is not None:
             _check_finite(probabilities, "probabilities")
         return Prediction(predictions, probabilities)
 
-    def _call(self, method: str, rows: np.ndarray) -> np.ndarray:
+    def _call(self, method: str, rows: Any) -> np.ndarray:
         try:
             return np.asarray(getattr(self._estimator, method)(rows))
         except Exception as e:  # any estimator failure is the model's, never the client's
