@@ -7,12 +7,15 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from census import census_frame, onehot_pipeline
 from flaskserve.app import create_app
+from flaskserve.packaging import save_model
 from flaskserve.settings import ENV_PREFIX, Settings
 from flaskserve.training import load_iris_dataset, train
 from liveserver import SERVERS, LiveServer, start_server
@@ -72,6 +75,31 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models") / "iris"
     train(load_iris_dataset(), out, name="iris")
     return out
+
+
+@pytest.fixture(scope="session")
+def census() -> tuple[Any, Any]:
+    """The census-like table (tests/census.py): a DataFrame of features and the target."""
+    return census_frame()
+
+
+@pytest.fixture(scope="session")
+def census_pipeline(census: tuple[Any, Any]) -> Any:
+    """A fitted ColumnTransformer pipeline: imputed one-hot text, scaled numbers."""
+    return onehot_pipeline(*census)
+
+
+@pytest.fixture(scope="session")
+def census_dir(tmp_path_factory: pytest.TempPathFactory, census_pipeline: Any, census: Any) -> Path:
+    """:func:`census_pipeline` saved by ``save_model(pipe, path, sample=frame)``."""
+    out = tmp_path_factory.mktemp("models") / "census"
+    save_model(census_pipeline, out, sample=census[0])
+    return out
+
+
+@pytest.fixture(scope="session")
+def census_app(census_dir: Path) -> Flask:
+    return create_app(Settings(model_dir=census_dir))
 
 
 @pytest.fixture(scope="session")
