@@ -190,7 +190,7 @@ def _missing_mask(column: np.ndarray) -> np.ndarray:
     if column.dtype == object:
         return np.array([v is None or (isinstance(v, float) and v != v) for v in column])
     if column.dtype.kind == "f":
-        return np.isnan(column)
+        return np.asarray(np.isnan(column))
     return np.zeros(len(column), dtype=bool)
 
 

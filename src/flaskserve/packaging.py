@@ -101,7 +101,10 @@ def _compiled(
     held = None
     if holdout is not None:
         held = typed_sample(estimator, holdout, list(manifest.feature_names)).rows
-    return with_compiled(estimator, manifest, files, typed.rows if typed else None, held)
+    with warnings.catch_warnings():
+        # fitted on a DataFrame of numbers, checked on matrices (the answers are the same)
+        warnings.filterwarnings("ignore", "X does not have valid feature names")
+        return with_compiled(estimator, manifest, files, typed.rows if typed else None, held)
 
 
 def typed_sample(

@@ -175,19 +175,21 @@ def _number(feature: Feature, cell: Any) -> float | None:
         except OverflowError:
             raise _Unfit("number too large for float64") from None
     if cell is None:
-        return _null(feature)
+        _null(feature)
+        return None
     raise _Unfit(f"expected a number, got {describe(cell)}")
 
 
 def _integer(feature: Feature, cell: Any) -> int | None:
     if type(cell) is int:
         if -(2**63) <= cell < 2**63:
-            return cell  # type: ignore[no-any-return]
+            return int(cell)
         raise _Unfit("integer out of the int64 range")
     if type(cell) is float and cell.is_integer() and abs(cell) < 2**53:
         return int(cell)  # pandas writes an int column with a missing cell as floats
     if cell is None:
-        return _null(feature)
+        _null(feature)
+        return None
     raise _Unfit(f"expected an integer, got {describe(cell)}")
 
 
