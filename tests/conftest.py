@@ -99,7 +99,8 @@ def census_dir(tmp_path_factory: pytest.TempPathFactory, census_pipeline: Any, c
 
 @pytest.fixture(scope="session")
 def census_app(census_dir: Path) -> Flask:
-    return create_app(Settings(model_dir=census_dir))
+    """The census pipeline served by scikit-learn itself: answers equal its own exactly."""
+    return create_app(Settings(model_dir=census_dir, runtime="sklearn"))
 
 
 @pytest.fixture(scope="session")
