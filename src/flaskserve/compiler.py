@@ -8,7 +8,9 @@ parity gate: identical labels and probabilities within :data:`TOLERANCE` on the
 training rows, the held-out rows, random rows spread over ±10% of each
 feature's training range, rows on and one float32 step either side of every
 split threshold of a tree model, with the exact probability ties among them
-counted. The gate's figures go into the manifest.
+counted. The gate's figures go into the manifest. A typed (``frame``) pipeline is
+compiled with one input per column and checked on typed rows
+(:mod:`flaskserve.compiler_typed` says which).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from .artifact import ModelManifest, load_model, write_artifact
-from .schema import Table
+from .runtime.base import Prediction
+from .schema import Table, rows_input
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +56,9 @@ def compile_estimator(
     :param rows: training rows (their ranges bound the random rows); may be ``None``.
     :param holdout: held-out rows, checked too.
     """
-    try:
-        import onnxruntime
-        import skl2onnx
-    except ImportError as e:
-        return Compiled(None, {"status": "unavailable", "reason": f"{e.name} is not installed"})
+    missing = _unavailable()
+    if missing is not None:
+        return missing
     gate_rows = parity_rows(estimator, width, rows, holdout)
     expected = _reference(estimator, task, gate_rows)
     failures = []
@@ -69,21 +70,111 @@ def compile_estimator(
         except Exception as e:  # skl2onnx and ONNX Runtime raise many kinds for what they cannot do
             failures.append(f"{input_dtype}: {type(e).__name__}: {str(e)[:200]}")
             continue
-        record = {
-            "status": "passed" if parity["passed"] else "failed",
-            "format": "onnx",
-            "file": COMPILED_FILE,
-            "sha256": hashlib.sha256(payload).hexdigest(),
-            "input_dtype": input_dtype,
-            "input_cast": cast,
-            "probabilities": task == "classification" and hasattr(estimator, "predict_proba"),
-            "parity": parity,
-            "versions": {"onnxruntime": onnxruntime.__version__, "skl2onnx": skl2onnx.__version__},
-        }
+        record = _record(estimator, task, payload, input_dtype, cast, parity)
         if parity["passed"] or input_dtype == "float32":
             return Compiled(payload, record)
         failures.append(f"{input_dtype}: parity failed")
     return Compiled(None, {"status": "unsupported", "reason": "; ".join(failures)})
+
+
+def _unavailable() -> Compiled | None:
+    """The record of a compiler that is not installed, or ``None``."""
+    try:
+        import onnxruntime  # noqa: F401
+        import skl2onnx  # noqa: F401
+    except ImportError as e:
+        return Compiled(None, {"status": "unavailable", "reason": f"{e.name} is not installed"})
+    return None
+
+
+def _record(
+    estimator: Any, task: str, payload: bytes, input_dtype: str, cast: str, parity: dict[str, Any]
+) -> dict[str, Any]:
+    import onnxruntime
+    import skl2onnx
+
+    return {
+        "status": "passed" if parity["passed"] else "failed",
+        "format": "onnx",
+        "file": COMPILED_FILE,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "input_dtype": input_dtype,
+        "input_cast": cast,
+        "probabilities": task == "classification" and hasattr(estimator, "predict_proba"),
+        "parity": parity,
+        "versions": {"onnxruntime": onnxruntime.__version__, "skl2onnx": skl2onnx.__version__},
+    }
+
+
+def compile_typed(
+    estimator: Any, manifest: ModelManifest, rows: Table | None, holdout: Table | None
+) -> Compiled:
+    """:func:`compile_estimator` for a typed (``frame``) model: one ONNX input per feature.
+
+    Numbers are tried as float32, then float64: skl2onnx's one-hot encoder gives
+    float32, so a float64 graph of a pipeline with text seldom loads, and converting a
+    300-tree forest takes seconds. The first graph that passes the gate is kept, else
+    the last one that ran, as failed.
+
+    :param rows: training rows as a :class:`Table`; may be ``None``.
+    :param holdout: held-out rows, checked too.
+    """
+    from . import compiler_typed as typed
+
+    missing = _unavailable()
+    if missing is not None:
+        return missing
+    parts = typed.parity_parts(manifest.features, rows, holdout)
+    expected: dict[str, np.ndarray] | None = None
+    failures, last = [], None
+    for dtype in ("float32", "float64"):
+        try:
+            payload, session = _typed_session(estimator, manifest, dtype)
+        except Exception as e:  # skl2onnx and ONNX Runtime raise many kinds for what they cannot do
+            failures.append(f"{dtype}: {type(e).__name__}: {str(e)[:200]}")
+            continue
+        if expected is None:  # only once a graph loads: scikit-learn's answers take seconds
+            try:
+                expected = typed.reference(estimator, manifest.task, parts)
+            except Exception as e:  # the gate's rows must be answerable to be a gate
+                reason = f"scikit-learn failed on the gate's rows: {type(e).__name__}: {e}"
+                return Compiled(None, {"status": "unsupported", "reason": reason[:300]})
+        try:
+            parity = score(manifest.task, typed.run_parts(session, parts), expected)
+        except Exception as e:  # ONNX Runtime refuses some inputs only when it runs
+            failures.append(f"{dtype}: {type(e).__name__}: {str(e)[:200]}")
+            continue
+        parity["parts"] = _part_sizes(parts)
+        record = _record(estimator, manifest.task, payload, dtype, "none", parity)
+        last = Compiled(payload, {**record, "missing_text": typed.MISSING_TEXT})
+        if parity["passed"]:
+            return last
+        failures.append(f"{dtype}: parity failed")
+    return last or Compiled(None, {"status": "unsupported", "reason": _typed_reason(failures)})
+
+
+def _typed_reason(failures: list[str]) -> str:
+    """Why no graph ran: each float type's error, once if they are the same."""
+    causes = {f.split(": ", 1)[-1] for f in failures}
+    said = causes.pop() if len(causes) == 1 else "; ".join(failures)
+    return f"skl2onnx cannot convert this pipeline with one input per column ({said})"
+
+
+def _typed_session(estimator: Any, manifest: ModelManifest, dtype: str) -> tuple[bytes, Any]:
+    from .compiler_typed import MISSING_TEXT, convert_typed
+    from .runtime.compiled import OnnxSession
+
+    payload = convert_typed(estimator, manifest.features, manifest.task, dtype)
+    session = OnnxSession(payload, input_dtype=dtype, input_cast="none", missing_text=MISSING_TEXT)
+    return payload, session
+
+
+def _part_sizes(parts: list[tuple[str, Table]]) -> dict[str, int]:
+    """Rows of each part by name (the unseen-text blocks of one feature summed)."""
+    sizes: dict[str, int] = {}
+    for name, table in parts:
+        sizes[name] = sizes.get(name, 0) + len(table)
+    return sizes
 
 
 def parity_rows(
@@ -165,13 +256,17 @@ def _compare(
     from .runtime.compiled import OnnxSession
 
     session = OnnxSession(payload, input_dtype=dtype, input_cast=cast)
-    got = session.run(rows)
+    return score(task, session.run(rows), expected)
+
+
+def score(task: str, got: Prediction, expected: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The gate's figures: *got* (the compiled model's answers) against *expected*."""
     labels = expected["predict"]
     if task == "classification":
         mismatches = int(np.sum(got.predictions != labels))
         diff = (
             float(np.abs(got.probabilities - expected["proba"]).max())
-            if "proba" in expected
+            if "proba" in expected and got.probabilities is not None
             else 0.0
         )
     else:
@@ -181,7 +276,7 @@ def _compare(
     passed = mismatches == 0 and diff <= TOLERANCE
     return {
         "passed": passed,
-        "rows": len(rows),
+        "rows": len(labels),
         "mismatches": mismatches,
         "max_difference": diff,
         "ties": ties,
@@ -208,8 +303,10 @@ def compile_artifact(path: str | os.PathLike[str]) -> ModelManifest:
     manifest = loaded.manifest
     payload = (directory / manifest.model_file).read_bytes()
     known = [f for f in manifest.features if f.min is not None and f.max is not None]
-    rows = None
-    if len(known) == len(manifest.features):
+    rows: np.ndarray | Table | None = None
+    if manifest.input == "frame":
+        rows = _smoke_table(manifest)
+    elif len(known) == len(manifest.features):
         rows = np.array(
             [[f.min for f in known], [f.max for f in known], *manifest.sample.get("inputs", [])]
         )
@@ -220,6 +317,14 @@ def compile_artifact(path: str | os.PathLike[str]) -> ModelManifest:
     return manifest
 
 
+def _smoke_table(manifest: ModelManifest) -> Table | None:
+    inputs = manifest.sample.get("inputs")
+    if not inputs:
+        return None
+    table = rows_input(manifest, inputs, "smoke row {}: ".format)
+    return table if isinstance(table, Table) else None
+
+
 def with_compiled(
     estimator: Any,
     manifest: ModelManifest,
@@ -227,12 +332,15 @@ def with_compiled(
     rows: np.ndarray | Table | None,
     holdout: np.ndarray | Table | None,
 ) -> tuple[ModelManifest, dict[str, bytes]]:
-    if isinstance(rows, Table) or manifest.input == "frame":
-        compiled = Compiled(None, {"status": "unsupported", "reason": "typed (DataFrame) inputs"})
+    """*manifest* with its ``compiled`` record, and *files* with the compiled model if any."""
+    if manifest.input == "frame":
+        typed_rows = rows if isinstance(rows, Table) else None
+        typed_holdout = holdout if isinstance(holdout, Table) else None
+        compiled = compile_typed(estimator, manifest, typed_rows, typed_holdout)
     else:
-        compiled = compile_estimator(
-            estimator, manifest.task, len(manifest.features), rows, holdout
-        )
+        matrix = rows if isinstance(rows, np.ndarray) else None
+        held = holdout if isinstance(holdout, np.ndarray) else None
+        compiled = compile_estimator(estimator, manifest.task, len(manifest.features), matrix, held)
     if compiled.payload is not None:
         files = {**files, compiled.record["file"]: compiled.payload}
     return replace(manifest, compiled=compiled.record), files

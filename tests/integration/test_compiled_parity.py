@@ -17,6 +17,7 @@ import requests
 
 from flaskserve import load_model
 from flaskserve.artifact import MODEL_NAME, read_manifest
+from flaskserve.compiler_typed import random_rows
 from liveserver import LiveServer
 
 pytestmark = pytest.mark.integration
@@ -146,3 +147,28 @@ def test_compile_command(model_dir: Path, tmp_path: Path) -> None:
     assert float(match[2]) <= 1e-6
     assert hashlib.sha256((path / "model.onnx").read_bytes()).hexdigest() == record["sha256"]
     assert hashlib.sha256((path / MODEL_NAME).read_bytes()).hexdigest() == skops_sha
+
+
+def test_compiled_census_server_answers_like_the_pipeline(
+    start: Callable[..., LiveServer], census_dir: Path, census_pipeline: Any
+) -> None:
+    """A typed model over HTTP: missing cells and unseen text, as clients send them."""
+    features = read_manifest(census_dir).features
+    table = random_rows(features, None, COUNT, np.random.default_rng(2024))
+    records = [dict(zip(table.names, row, strict=True)) for row in table.rows()]
+    for record in records[::10]:
+        record["workclass"] = "Never-worked"  # a category the pipeline has not seen
+    server = start([str(BIN / "flaskserve"), "serve", str(census_dir), "--port", "{port}"])
+    assert requests.get(server.url + "/model", timeout=TIMEOUT).json()["runtime"] == "onnx"
+
+    response = requests.post(server.url + "/predict?proba=true", json=records, timeout=TIMEOUT)
+
+    assert response.status_code == 200, response.text
+    sent = table.to_frame()
+    sent.loc[::10, "workclass"] = "Never-worked"
+    assert response.json()["result"] == census_pipeline.predict(sent).tolist()
+    np.testing.assert_allclose(
+        np.asarray(response.json()["probabilities"]),
+        census_pipeline.predict_proba(sent),
+        atol=1e-6,
+    )
