@@ -22,13 +22,13 @@ def invocations() -> ResponseReturnValue:
     """Score the default model; the body's Content-Type picks JSON or CSV, as in MLflow."""
     environ, state = request_scope()
     call = dataplane.begin(environ, state)
-    names = call.manifest.feature_names
+    manifest = call.manifest
     max_rows = state.settings.max_rows
     content_type = request.mimetype
     if content_type in _CSV:
-        rows = mlflow.decode_csv(call.body(), names, max_rows)
+        rows = mlflow.decode_csv(call.body(), manifest, max_rows)
     elif content_type in _JSON or content_type.endswith("+json"):
-        rows = mlflow.decode_json(call.body_json(), names, max_rows)
+        rows = mlflow.decode_json(call.body_json(), manifest, max_rows)
     else:
         shown = content_type or "none"
         raise UnsupportedMediaType(

@@ -1,8 +1,13 @@
-"""Input columns to a float64 matrix, with a reason for every cell that is not a number.
+"""Input columns to what the model takes, with a reason for every cell that does not fit.
 
-The rules are the HTTP API's: every feature must be a finite number. Text
-cells (all of CSV, string columns of Parquet) may have surrounding spaces;
-``nan``, ``inf`` and numbers beyond float64's range are refused like text.
+The rules are the HTTP API's. For a model of numbers (:func:`decode_features`)
+every feature must be a finite number; text cells (all of CSV, string columns
+of Parquet) may have surrounding spaces; ``nan``, ``inf`` and numbers beyond
+float64's range are refused like text. A model with text, boolean or missing
+cells (:func:`decode_typed`) has each cell checked as
+:func:`flaskserve.schema.typed_column` checks a JSON value: Parquet's own types
+and nulls are kept, and a text cell is read as its feature's type
+(:func:`flaskserve.codecs.mlflow.parse_cell`), an empty CSV cell being a missing one.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ..codecs.records import describe
+from ..artifact import Feature, ModelManifest
+from ..codecs.mlflow import parse_cell
+from ..errors import InvalidInput
+from ..schema import Table, columns_input, describe, typed_column
 
 #: what a text cell must look like, a subset of what Arrow's float parser takes
 _NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
@@ -39,6 +47,75 @@ def decode_features(
     valid[list(problems)] = False
     reasons = [(i, "; ".join(problems[i])) for i in sorted(problems)]
     return matrix[valid], valid, reasons
+
+
+def takes_typed_cells(manifest: ModelManifest) -> bool:
+    """Whether *manifest*'s cells are typed: a frame, or numbers that may be missing."""
+    return manifest.input != "matrix" or any(f.nullable for f in manifest.features)
+
+
+def decode_typed(
+    table: Any, manifest: ModelManifest, *, empty_is_missing: bool
+) -> tuple[np.ndarray | Table, np.ndarray, list[tuple[int, str]]]:
+    """Read *manifest*'s features of an Arrow table as the model takes them.
+
+    :param empty_is_missing: an empty text cell is a missing one (CSV); else it is
+        the empty string (Parquet keeps its nulls apart).
+    :returns: the valid rows (a float64 matrix or a :class:`~flaskserve.schema.Table`),
+        a boolean mask of the valid rows, and ``(row, reason)`` for the others, in
+        row order; a reason names every bad field of its row, ``column 'x': ...``.
+    """
+    cells = [_cells(table.column(f.name), f, empty_is_missing) for f in manifest.features]
+    typed: list[np.ndarray] = []
+    problems: dict[int, list[str]] = {}
+    for feature, column in zip(manifest.features, cells, strict=True):
+        array, bad = _typed_column(feature, column)
+        typed.append(array)
+        for i, reason in bad:
+            problems.setdefault(i, []).append(f"column {feature.name!r}: {reason}")
+    valid = np.ones(table.num_rows, dtype=bool)
+    if not problems:
+        if manifest.input == "matrix":
+            return np.column_stack(typed).astype(np.float64, copy=False), valid, []
+        return Table(manifest.features, tuple(typed)), valid, []
+    valid[list(problems)] = False
+    keep = np.flatnonzero(valid).tolist()
+    rows = columns_input(manifest, [[c[i] for i in keep] for c in cells], _nowhere)
+    return rows, valid, [(i, "; ".join(problems[i])) for i in sorted(problems)]
+
+
+def _cells(column: Any, feature: Feature, empty_is_missing: bool) -> list[Any]:
+    """A column's cells as the JSON values :func:`typed_column` checks."""
+    import pyarrow as pa
+    import pyarrow.types as pat
+
+    if pat.is_string(column.type) or pat.is_large_string(column.type):
+        return [
+            parse_cell(feature, v, empty_is_missing=empty_is_missing) for v in column.to_pylist()
+        ]
+    if pat.is_decimal(column.type):
+        column = column.cast(pa.float64())
+    return column.to_pylist()  # type: ignore[no-any-return]
+
+
+def _typed_column(feature: Feature, cells: list[Any]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """The column, or the reason of every cell that does not fit (errors are rare)."""
+    try:
+        return typed_column(feature, cells, _nowhere), []
+    except InvalidInput:
+        pass
+    prefix = f"feature {feature.name!r}: "
+    bad = []
+    for i, cell in enumerate(cells):
+        try:
+            typed_column(feature, [cell], _nowhere)
+        except InvalidInput as e:
+            bad.append((i, e.message.removeprefix(prefix)))
+    return np.empty(0), bad
+
+
+def _nowhere(index: int) -> str:
+    return ""
 
 
 def _decode_column(column: Any) -> tuple[np.ndarray, list[tuple[int, str]]]:

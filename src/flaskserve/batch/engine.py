@@ -11,6 +11,7 @@ from typing import Any
 
 from ..artifact import ModelManifest, read_manifest
 from ..codecs.records import require_classes
+from .cells import takes_typed_cells
 from .options import (
     BatchError,
     BatchOptions,
@@ -86,6 +87,7 @@ def _prepare(options: BatchOptions) -> tuple[Source, ScoringJob]:
         options.id_column,
         options.chunk_rows,
         split=split,
+        typed=takes_typed_cells(manifest),
     )
     model = ModelRef(str(options.model_dir.resolve()), manifest.sha256, options.runtime)
     schema = output_schema(

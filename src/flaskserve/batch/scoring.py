@@ -19,7 +19,8 @@ from ..artifact import ModelManifest
 from ..codecs.records import class_names_of
 from ..errors import ArtifactError
 from ..runtime.base import Runtime
-from .cells import decode_features
+from ..schema import Table
+from .cells import decode_features, decode_typed, takes_typed_cells
 from .sources import Piece, RawChunk, read_piece
 
 _CACHE_SIZE = 4  # models a worker keeps loaded, for clusters shared by several runs
@@ -106,8 +107,13 @@ def score_chunks(piece: Piece, job: ScoringJob, runtime: Runtime) -> Iterator[Ch
 
 def score_chunk(raw: RawChunk, job: ScoringJob, runtime: Runtime) -> ChunkResult:
     """Validate one chunk, predict its valid rows, and describe the others."""
-    matrix, valid, bad = decode_features(raw.table, job.features)
-    output = _outputs(raw.table, valid, matrix, job, runtime)
+    manifest = runtime.manifest
+    rows: np.ndarray | Table
+    if takes_typed_cells(manifest):
+        rows, valid, bad = decode_typed(raw.table, manifest, empty_is_missing=raw.empty_is_missing)
+    else:
+        rows, valid, bad = decode_features(raw.table, job.features)
+    output = _outputs(raw.table, valid, rows, job, runtime)
     return ChunkResult(raw.rows_read, output, _rejects(raw, bad, job))
 
 
@@ -140,15 +146,15 @@ def cached_runtime(model: ModelRef) -> Runtime:
 
 
 def _outputs(
-    table: Any, valid: np.ndarray, matrix: np.ndarray, job: ScoringJob, runtime: Runtime
+    table: Any, valid: np.ndarray, rows: np.ndarray | Table, job: ScoringJob, runtime: Runtime
 ) -> Any:
     import pyarrow as pa
 
     schema = job.output_schema
-    if not len(matrix):
+    if not len(rows):
         return schema.empty_table()
     columns = [table.column(job.id_column).filter(pa.array(valid))] if job.id_column else []
-    prediction = runtime.predict(matrix, proba=job.proba)
+    prediction = runtime.predict(rows, proba=job.proba)
     columns.append(pa.array(prediction.predictions).cast(schema.field("prediction").type))
     if job.labels:
         names = class_names_of(prediction.predictions.tolist(), runtime.manifest)

@@ -57,12 +57,14 @@ class RawChunk:
     :param rows_read: the chunk's rows, including ``malformed`` ones not in *table*.
     :param malformed: ``(position, reason)`` of records the CSV parser refused.
     :param positions: each table row's 0-based position in the chunk.
+    :param empty_is_missing: an empty text cell is a missing one (CSV has no null).
     """
 
     table: Any
     rows_read: int
     malformed: list[tuple[int, str]] = field(default_factory=list)
     positions: np.ndarray | None = None
+    empty_is_missing: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,19 +90,22 @@ def open_source(
     chunk_rows: int,
     *,
     split: bool,
+    typed: bool = False,
 ) -> Source:
     """Check that *path* has the columns a run needs and cut it into pieces.
 
     :param split: cut into pieces of about *chunk_rows* rows even where one
         process could stream the file (the Dask engine's partitions).
+    :param typed: the model takes typed cells (text, booleans, categories), not only
+        numbers: a Parquet column may also hold booleans or dictionary-encoded text.
     :raises InputFileError: unreadable, not that format, a column missing or
-        of a type that holds no numbers.
+        of a type that holds no numbers (nor, for *typed*, text or booleans).
     """
     try:
         _check_regular(path)
         if fmt == "csv":
             return _open_csv(path, features, id_column, chunk_rows)
-        return _open_parquet(path, features, id_column, chunk_rows, split=split)
+        return _open_parquet(path, features, id_column, chunk_rows, split=split, typed=typed)
     except OSError as e:
         raise InputFileError(f"{path}: cannot read ({e.strerror or e})") from e
 
@@ -270,7 +275,7 @@ def _read_csv(piece: CsvPiece, columns: Sequence[str]) -> RawChunk:
     if malformed:
         bad = {where for where, _ in malformed}
         positions = np.array([i for i in range(rows_read) if i not in bad], dtype=np.int64)
-    return RawChunk(table, rows_read, malformed, positions)
+    return RawChunk(table, rows_read, malformed, positions, empty_is_missing=True)
 
 
 def _csv_parse_options(handler: Any = None) -> Any:
@@ -283,12 +288,18 @@ def _csv_parse_options(handler: Any = None) -> Any:
 
 
 def _open_parquet(
-    path: Path, features: Sequence[str], id_column: str | None, chunk_rows: int, *, split: bool
+    path: Path,
+    features: Sequence[str],
+    id_column: str | None,
+    chunk_rows: int,
+    *,
+    split: bool,
+    typed: bool,
 ) -> Source:
     metadata = _parquet_file(path).metadata
     schema = metadata.schema.to_arrow_schema()
     _check_columns(path, schema.names, features, id_column)
-    _check_types(path, schema, features)
+    _check_types(path, schema, features, typed=typed)
     sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
     starts = np.cumsum([0, *sizes])
     total = int(starts[-1])
@@ -360,12 +371,24 @@ def _check_columns(
         raise InputFileError(f"{path}: column(s) {', '.join(map(repr, twice))} appear twice")
 
 
-def _check_types(path: Path, schema: Any, features: Sequence[str]) -> None:
+def _check_types(path: Path, schema: Any, features: Sequence[str], *, typed: bool) -> None:
     import pyarrow.types as pat
 
     for name in features:
         kind = schema.field(name).type
         numeric = pat.is_integer(kind) or pat.is_floating(kind) or pat.is_decimal(kind)
         text = pat.is_string(kind) or pat.is_large_string(kind)
+        if typed and (pat.is_boolean(kind) or _is_text_dictionary(kind)):
+            continue  # each cell is checked against its feature's type
         if not (numeric or text or pat.is_null(kind)):
-            raise InputFileError(f"{path}: column {name!r} holds {kind}, expected numbers")
+            expected = "numbers, text or booleans" if typed else "numbers"
+            raise InputFileError(f"{path}: column {name!r} holds {kind}, expected {expected}")
+
+
+def _is_text_dictionary(kind: Any) -> bool:
+    """pandas' ``category`` columns: dictionary-encoded text."""
+    import pyarrow.types as pat
+
+    if not pat.is_dictionary(kind):
+        return False
+    return bool(pat.is_string(kind.value_type) or pat.is_large_string(kind.value_type))
