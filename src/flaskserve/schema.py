@@ -77,10 +77,12 @@ class Table:
         """The rows selected by *rows* (a boolean mask or indices)."""
         return Table(self.features, tuple(c[rows] for c in self.columns))
 
-    def concat(self, other: Table) -> Table:
+    def concat(self, *others: Table) -> Table:
+        """These rows, then *others*' (tables of the same features)."""
+        parts = [self, *others]
         return Table(
             self.features,
-            tuple(np.concatenate([a, b]) for a, b in zip(self.columns, other.columns, strict=True)),
+            tuple(np.concatenate([t.columns[j] for t in parts]) for j in range(len(self.columns))),
         )
 
     def to_frame(self) -> pd.DataFrame:

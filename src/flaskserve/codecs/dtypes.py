@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .records import describe
+from ..schema import describe
 
 # The largest finite value of each float type.
 FLOAT_LIMITS = {"FP16": 65504.0, "FP32": 3.4028234663852886e38, "FP64": math.inf}

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..artifact import ModelManifest
+from ..schema import Table
 from .base import Prediction, Runtime
 
 _REMEMBERED_BATCHES = 8
@@ -31,7 +32,7 @@ _REMEMBERED_BATCHES = 8
 
 @dataclass
 class _Pending:
-    rows: np.ndarray
+    rows: np.ndarray | Table
     proba: bool
     done: threading.Event = field(default_factory=threading.Event)
     result: Prediction | None = None
@@ -63,7 +64,7 @@ class BatchingRuntime:
     def manifest(self) -> ModelManifest:
         return self._inner.manifest
 
-    def predict(self, rows: np.ndarray, *, proba: bool = False) -> Prediction:
+    def predict(self, rows: np.ndarray | Table, *, proba: bool = False) -> Prediction:
         if len(rows) >= self._max_rows:
             return self._inner.predict(rows, proba=proba)
         pending = _Pending(rows, proba)
@@ -119,7 +120,7 @@ class BatchingRuntime:
             item.done.set()
             return
         proba = any(item.proba for item in batch)
-        joined = self._inner.predict(np.concatenate([item.rows for item in batch]), proba=proba)
+        joined = self._inner.predict(_joined([item.rows for item in batch]), proba=proba)
         start = 0
         for item in batch:
             end = start + len(item.rows)
@@ -144,3 +145,11 @@ class BatchingRuntime:
                 except BaseException as e:  # handed to the caller's thread, which raises it
                     item.error = e
             item.done.set()
+
+
+def _joined(parts: list[np.ndarray | Table]) -> np.ndarray | Table:
+    """The calls' rows as one batch: a matrix stacked, or typed columns concatenated."""
+    first = parts[0]
+    if isinstance(first, Table):
+        return first.concat(*parts[1:])  # type: ignore[arg-type]
+    return np.concatenate(parts)  # type: ignore[arg-type]
