@@ -211,6 +211,7 @@ def test_typed_rows_are_batched_too(census_dir: Any, census: Any) -> None:
     timer.join()
     for request, result in zip(requests, results, strict=True):
         expected = typed.predict(request, proba=True)
+        assert expected.probabilities is not None
         np.testing.assert_array_equal(result.predictions, expected.predictions)
         np.testing.assert_allclose(result.probabilities, expected.probabilities, rtol=0, atol=1e-12)
     assert len(counter.calls) < len(requests)
