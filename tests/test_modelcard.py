@@ -8,13 +8,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
-from flaskserve.artifact import MANIFEST_NAME, ModelManifest, read_manifest
-from flaskserve.modelcard import feature_importances
+from flaskserve.artifact import MANIFEST_NAME, Feature, ModelManifest, read_manifest
+from flaskserve.modelcard import describe_features, feature_importances
 from flaskserve.packaging import save_model
 from flaskserve.training import IRIS_FEATURES
 
@@ -154,3 +156,113 @@ def test_manifest_from_before_importances_loads(model_dir: Path) -> None:
     assert manifest.feature_importances == {}
     assert list(manifest.feature_names) == list(IRIS_FEATURES)
     assert "feature_importances" in manifest.to_dict()  # written back with the field
+
+
+# --- the features as /model and the card describe them
+
+
+def test_describe_features_of_each_kind() -> None:
+    features = (
+        Feature("x", "float64", min=0.5, max=2.0),
+        Feature("n", "int64", min=1.0, max=9.0, nullable=True),
+        Feature("flag", "bool"),
+        Feature(
+            "city", "str", nullable=True, categories=("Oslo", "Rome"), unknown_categories="refused"
+        ),
+        Feature("note", "object", unknown_categories="ignored"),
+        Feature("kind", "category", categories=("a", "b"), unknown_categories="ignored"),
+    )
+    assert describe_features(features) == [
+        {
+            "name": "x",
+            "type": "number",
+            "dtype": "float64",
+            "nullable": False,
+            "min": 0.5,
+            "max": 2.0,
+        },
+        {
+            "name": "n",
+            "type": "integer",
+            "dtype": "int64",
+            "nullable": True,
+            "min": 1.0,
+            "max": 9.0,
+        },
+        {"name": "flag", "type": "boolean", "dtype": "bool", "nullable": False},
+        {
+            "name": "city",
+            "type": "text",
+            "dtype": "str",
+            "nullable": True,
+            "categories": ["Oslo", "Rome"],
+            "unknown_categories": "refused",
+        },
+        {
+            "name": "note",
+            "type": "text",
+            "dtype": "object",
+            "nullable": False,
+            "categories": None,  # free text: too many values to list
+            "unknown_categories": "ignored",
+        },
+        {
+            "name": "kind",
+            "type": "text",
+            "dtype": "category",
+            "nullable": False,
+            "categories": ["a", "b"],
+            "unknown_categories": "ignored",
+        },
+    ]
+
+
+def test_model_endpoint_shows_the_census_features(census_app: Flask) -> None:
+    client = census_app.test_client()
+    body = client.get("/model/census").json
+    assert body is not None and client.get("/model").json == body
+    features = {f["name"]: f for f in body["features"]}
+    assert list(features) == [
+        "age",
+        "workclass",
+        "education",
+        "sex",
+        "hours_per_week",
+        "capital_gain",
+    ]
+    assert features["age"] == {
+        "name": "age",
+        "type": "integer",
+        "dtype": "int64",
+        "nullable": True,
+        "min": 17.0,
+        "max": 79.0,
+    }
+    assert features["sex"] == {
+        "name": "sex",
+        "type": "text",
+        "dtype": "str",
+        "nullable": True,
+        "categories": ["Female", "Male"],
+        "unknown_categories": "ignored",
+    }
+    assert features["hours_per_week"]["type"] == "number"
+    assert features["hours_per_week"]["nullable"] is True
+    assert body["input"] == "frame"
+
+
+def test_model_endpoint_of_iris_types_every_feature(client: FlaskClient, model_dir: Path) -> None:
+    manifest = read_manifest(model_dir)
+    body = client.get("/model").json
+    assert body is not None
+    assert body["features"] == [
+        {
+            "name": f.name,
+            "type": "number",
+            "dtype": "float64",
+            "nullable": False,
+            "min": f.min,
+            "max": f.max,
+        }
+        for f in manifest.features
+    ]

@@ -18,9 +18,14 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 from werkzeug.exceptions import HTTPException
 
+from census import ROW as CENSUS_ROW
+from census import onehot_pipeline
 from flaskserve.api.auth import ADMIN_ENDPOINTS, OPEN_ENDPOINTS
+from flaskserve.api.openapi import feature_schema
 from flaskserve.api.operations import EXCLUDED, OPERATIONS
 from flaskserve.app import create_app
+from flaskserve.artifact import Feature
+from flaskserve.packaging import save_model
 from flaskserve.settings import Settings
 
 ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
@@ -147,6 +152,112 @@ def test_row_schema_agrees_with_the_server(
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(row))
     assert (not errors) is valid
     assert (client.post("/predict", json=row).status_code == 200) is valid
+
+
+# --- a model of typed features: text with categories, integers, missing cells
+
+
+@pytest.fixture(scope="module")
+def census_clients(
+    census_app: Flask, census: Any, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, FlaskClient]:
+    """The census pipeline that ignores unseen categories, and one that refuses them."""
+    refusing = tmp_path_factory.mktemp("models") / "census"
+    save_model(onehot_pipeline(*census, unknown="error"), refusing, sample=census[0])
+    strict = create_app(Settings(model_dir=refusing, poll_seconds=0)).test_client()
+    return {"ignored": census_app.test_client(), "refused": strict}
+
+
+def _census_row(client: FlaskClient) -> dict[str, Any]:
+    body: dict[str, Any] = client.get("/openapi.json").json  # type: ignore[assignment]
+    validate(body)
+    schema: dict[str, Any] = body["components"]["schemas"]["Row.census"]
+    return schema
+
+
+def test_census_row_schema_is_typed(census_clients: dict[str, FlaskClient]) -> None:
+    schema = _census_row(census_clients["ignored"])
+    assert list(schema["properties"]) == list(CENSUS_ROW) == schema["required"]
+    age, workclass = schema["properties"]["age"], schema["properties"]["workclass"]
+    assert age == {
+        "type": ["integer", "null"],  # OpenAPI 3.1: null is a type, not 3.0's nullable
+        "format": "int64",
+        "examples": [17, 79],
+        "description": "seen in training: 17 to 79; null: missing",
+    }
+    assert workclass["type"] == ["string", "null"]
+    assert "enum" not in workclass  # an unseen category is answered: any string will do
+    assert workclass["examples"] == ["Federal-gov", "Local-gov", "Private", "Self-emp"]
+    assert "unseen category is accepted" in workclass["description"]
+    hours = schema["properties"]["hours_per_week"]
+    assert (hours["type"], hours["examples"]) == (["number", "null"], [12.0, 66.0])
+
+
+def test_refused_categories_are_an_enum(census_clients: dict[str, FlaskClient]) -> None:
+    sex = _census_row(census_clients["refused"])["properties"]["sex"]
+    assert sex["type"] == ["string", "null"]
+    assert sex["enum"] == ["Female", "Male", None]
+    assert "examples" not in sex
+    assert "unseen category is refused" in sex["description"]
+
+
+@pytest.mark.parametrize(
+    ("change", "ignored", "refused"),
+    [
+        ({}, True, True),
+        ({"workclass": None, "age": None, "hours_per_week": 40}, True, True),
+        ({"age": 39.0}, True, True),  # a whole float is an integer, to both
+        ({"workclass": "Never-worked"}, True, False),
+        ({"age": 39.5}, False, False),
+        ({"sex": True}, False, False),
+        ({"capital_gain": "0"}, False, False),
+    ],
+    ids=["row", "nulls", "whole-float", "unseen", "fraction", "boolean", "string"],
+)
+def test_census_row_schema_agrees_with_the_server(
+    census_clients: dict[str, FlaskClient], change: dict[str, Any], ignored: bool, refused: bool
+) -> None:
+    row = {**CENSUS_ROW, **change}
+    for unknown, valid in [("ignored", ignored), ("refused", refused)]:
+        client = census_clients[unknown]
+        errors = list(jsonschema.Draft202012Validator(_census_row(client)).iter_errors(row))
+        assert (not errors) is valid, (unknown, errors)
+        assert (client.post("/predict", json=row).status_code == 200) is valid, unknown
+
+
+@pytest.mark.parametrize(
+    ("feature", "expected"),
+    [
+        (Feature("flag", "bool"), {"type": "boolean"}),
+        (
+            Feature("note", "str", nullable=True),
+            {
+                "type": ["string", "null"],
+                "description": "text (too many distinct values in training to list); null: missing",
+            },
+        ),
+        (
+            Feature("x", "float64", min=0.5, max=2.0),
+            {
+                "type": "number",
+                "examples": [0.5, 2.0],
+                "description": "seen in training: 0.5 to 2.0",
+            },
+        ),
+        (Feature("n", "int64"), {"type": "integer", "format": "int64"}),
+    ],
+    ids=["boolean", "free-text", "number", "integer-without-range"],
+)
+def test_feature_schema(feature: Feature, expected: dict[str, Any]) -> None:
+    assert feature_schema(feature) == expected
+
+
+def test_many_categories_are_all_examples_and_some_described() -> None:
+    names = tuple(f"c{i:02}" for i in range(30))
+    schema = feature_schema(Feature("c", "str", categories=names, unknown_categories="ignored"))
+    assert schema["examples"] == list(names)
+    assert "c19 and 10 more (all in examples)" in schema["description"]
+    assert "c20" not in schema["description"]
 
 
 def test_docs_page_uses_local_assets_only(client: FlaskClient) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,6 +20,7 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.test import TestResponse
 
 from assertions import assert_error, json_body
+from census import FEATURES as CENSUS_FEATURES
 from flaskserve.api.ui import form_fields, input_step, model_card
 from flaskserve.app import create_app
 from flaskserve.artifact import MANIFEST_NAME, Feature, ModelManifest, read_manifest
@@ -373,6 +376,104 @@ def test_artifact_from_before_importances_renders(model_dir: Path, tmp_path: Pat
     assert "metrics" in page.tables
 
 
+# --- /ui/census: text features as selects, missing cells, the features on the card
+
+
+@pytest.fixture(scope="module")
+def census_page(census_app: Flask) -> Page:
+    return Page(_html(census_app.test_client().get("/ui/census")))
+
+
+def test_text_features_with_categories_are_selects(census_page: Page, census_dir: Path) -> None:
+    first_row = read_manifest(census_dir).sample["inputs"][0]
+    selects = census_page.find("select")
+    assert [s["data-feature"] for s in selects] == ["workclass", "education", "sex"]
+    options = [(a.get("value"), "selected" in a) for t, a in census_page.elements if t == "option"]
+    by_feature = dict(zip(CENSUS_FEATURES, first_row, strict=True))
+    for select in selects:
+        assert (select["data-kind"], select["data-nullable"]) == ("text", "true")
+        assert census_page.labels[select["id"]] == select["data-feature"]
+        assert census_page.by_id(f"{select['id']}-hint")
+    # the first training row is selected
+    chosen = [v for v, selected in options if selected]
+    assert chosen == [by_feature[n] for n in ("workclass", "education", "sex")]
+
+
+def test_a_nullable_select_starts_with_missing(census_app: Flask) -> None:
+    html = _html(census_app.test_client().get("/ui/census"))
+    workclass = html[html.index('data-feature="workclass"') : html.index("</select>")]
+    values = re.findall(r'<option value="([^"]*)"', workclass)
+    assert values == ["", "Federal-gov", "Local-gov", "Private", "Self-emp"]
+    assert ">(missing)</option>" in workclass
+    assert "4 categories seen in training; unseen categories: ignored" in html
+
+
+def test_census_numbers_may_be_left_empty(census_page: Page) -> None:
+    boxes = census_page.find("input", type="text")
+    assert [(b["data-feature"], b["data-kind"], b["data-nullable"]) for b in boxes] == [
+        ("age", "integer", "true"),
+        ("hours_per_week", "number", "true"),
+        ("capital_gain", "number", "true"),
+    ]
+    age_slider = census_page.by_id("feature-0-range")
+    assert (age_slider["min"], age_slider["max"], age_slider["step"]) == ("17", "79", "1")
+
+
+def test_card_lists_types_and_categories(census_page: Page) -> None:
+    rows = census_page.tables["features"]
+    assert [text for text, _ in rows[0]] == ["Feature", "Type", "Missing", "Values"]
+    table = {row[0][0]: [text for text, _ in row[1:]] for row in rows[1:]}
+    assert table["age"] == ["integer", "allowed", "17 to 79 in training"]
+    assert table["sex"] == ["text", "allowed", "Female, Male (unseen categories: ignored)"]
+    assert table["hours_per_week"] == ["number", "allowed", "12.0 to 66.0 in training"]
+
+
+def test_iris_card_lists_its_numbers(iris_page: tuple[TestResponse, Page]) -> None:
+    rows = iris_page[1].tables["features"]
+    assert [row[0][0] for row in rows[1:]] == [
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    ]
+    assert [text for text, _ in rows[1]] == [
+        "sepal_length",
+        "number",
+        "no",
+        "4.3 to 7.9 in training",
+    ]
+
+
+def test_form_fields_of_each_kind() -> None:
+    features = (
+        Feature("flag", "bool"),
+        Feature(
+            "city", "str", nullable=True, categories=("Oslo", "Rome"), unknown_categories="refused"
+        ),
+        Feature("note", "str"),
+        Feature("n", "int64", min=1.0, max=4.0, nullable=True),
+    )
+    manifest = ModelManifest(
+        name="m",
+        version=1,
+        task="regression",
+        estimator="e",
+        features=features,
+        sha256="0" * 64,
+        created="2024-01-01T00:00:00+00:00",
+        sample={"inputs": [[True, None, "free", None]], "predictions": [0.0]},
+        input="frame",
+    )
+    flag, city, note, n = form_fields(manifest)
+    assert (flag["kind"], flag["options"], flag["value"]) == ("boolean", ["false", "true"], "true")
+    assert (city["kind"], city["options"], city["value"]) == ("text", ["Oslo", "Rome"], "")
+    assert (city["nullable"], city["unknown"]) == (True, "refused")
+    assert (note["kind"], note["options"], note["value"]) == ("text", None, "free")
+    assert (n["kind"], n["value"], n["step"], n["nullable"]) == ("integer", "", "1", True)
+    bare = form_fields(dataclasses.replace(manifest, sample={}))
+    assert [f["value"] for f in bare] == ["", "", "", "2"]  # an integer's middle is whole
+
+
 # --- switches, keys, errors, files
 
 
@@ -497,7 +598,14 @@ def test_form_fields_format_and_fall_back() -> None:
 def test_model_card_helper() -> None:
     manifest = _manifest([1.0, 2.0])
     card = model_card(manifest)
-    assert card == {"headline": {}, "per_class": {}, "confusion": None, "importances": []}
+    feature = {"name": "f0", "type": "number", "dtype": "float64", "nullable": False}
+    assert card == {
+        "headline": {},
+        "per_class": {},
+        "confusion": None,
+        "importances": [],
+        "features": [{**feature, "min": 1.0, "max": 2.0}],
+    }
     metrics = {"accuracy": 0.5, "ok": True, "note": "text", "confusion_matrix": [[1, 0], [3, 4]]}
     classified = ModelManifest(
         **{

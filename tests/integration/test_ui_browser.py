@@ -12,9 +12,11 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
-from conftest import TUTORIAL_ROW, require_component
+from conftest import FLASKSERVE, TUTORIAL_ROW, require_component
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -22,9 +24,10 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from liveserver import LiveServer
+from flaskserve.artifact import read_manifest
+from liveserver import LiveServer, start_server
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "ui.png"
 WAIT_S = 15
@@ -194,6 +197,40 @@ def test_the_index_links_to_the_model_page(browser: WebDriver, live_server: Live
     browser.find_element(By.LINK_TEXT, "iris").click()
     WebDriverWait(browser, WAIT_S).until(lambda d: d.current_url.endswith("/ui/iris"))
     assert field(browser, "petal_width").get_attribute("value")
+
+
+@pytest.fixture(scope="module")
+def census_server(census_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("census-server") / "serve.log"
+    args = [FLASKSERVE, "serve", str(census_dir), "--port", "{port}", "--workers", "1"]
+    server = start_server(args, log)
+    yield server.url
+    server.stop()
+
+
+def test_a_typed_model_sends_text_and_null(
+    browser: WebDriver, census_server: str, census_dir: Path, census_pipeline: Any
+) -> None:
+    """Pick a category, leave a number that may be missing empty: the pipeline's own answer."""
+    browser.get(f"{census_server}/ui/census")
+    Select(field(browser, "education")).select_by_visible_text("HS-grad")
+    Select(field(browser, "workclass")).select_by_visible_text("(missing)")
+    type_into(browser, "age", "30")
+    type_into(browser, "hours_per_week", "")
+    browser.find_element(By.ID, "predict-button").click()
+
+    names = read_manifest(census_dir).feature_names
+    row = dict(zip(names, read_manifest(census_dir).sample["inputs"][0], strict=True))
+    # a missing cell as the server builds it: NaN, in a text column too (not None)
+    row.update(age=30, education="HS-grad", workclass=math.nan, hours_per_week=math.nan)
+    frame = pd.DataFrame([row])
+    expected = census_pipeline.predict(frame)[0]
+    assert prediction_is(browser, expected) == expected
+    bars = probability_bars(browser)
+    assert list(bars) == list(census_pipeline.classes_)
+    probabilities = census_pipeline.predict_proba(frame)[0].tolist()
+    # float32 where a compiled runtime answers; a cell sent wrongly moves them far more
+    assert list(bars.values()) == pytest.approx(probabilities, abs=1e-6), bars
 
 
 def _any_class(driver: WebDriver) -> str:

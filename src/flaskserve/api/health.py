@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from .. import dataplane
 from ..artifact import ModelManifest
 from ..errors import FlaskServeError
+from ..modelcard import describe_features
 from ..runtime.registry import ServedModel
 from .state import get_state, request_scope
 
@@ -42,7 +43,8 @@ def metrics() -> ResponseReturnValue:
 @bp.get("/model")
 @bp.get("/model/<name>")
 def model(name: str | None = None) -> ResponseReturnValue:
-    """The manifest, less what only the operator needs (hashes of files on disk)."""
+    """The manifest, less what only the operator needs (hashes of files on disk), with
+    each feature's type, whether it may be missing, its categories or range."""
     environ, state = request_scope()
     served = dataplane.begin(environ, state, name, predicting=False).describe()
     return jsonify(public_metadata(served))
@@ -67,4 +69,5 @@ def _public_manifest(manifest: ModelManifest) -> dict[str, Any]:
     data = manifest.to_dict()
     for private in ("sha256", "model_file"):
         data.pop(private)
+    data["features"] = describe_features(manifest.features)
     return data

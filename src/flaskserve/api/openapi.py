@@ -3,7 +3,8 @@
 The document is built from the app itself: each of its routes becomes a path, described
 by the endpoint's entry in :data:`~flaskserve.api.operations.OPERATIONS`, so the document
 cannot list a path the server does not serve. Each model's row schema comes from its
-manifest (feature names, types, the ranges seen in training), and the prediction paths
+manifest (feature names, JSON types, which may be null, the categories of text and the
+ranges of numbers seen in training), and the prediction paths
 are written once per served model, so a client generator or a fuzzer sees exactly what
 the server checks.
 """
@@ -22,8 +23,9 @@ from flask import Blueprint, Response, abort, current_app, jsonify, send_from_di
 from flask.typing import ResponseReturnValue
 from werkzeug.routing import Map, Rule
 
-from ..artifact import ModelManifest
+from ..artifact import Feature, ModelManifest
 from ..runtime.registry import Snapshot
+from ..schema import kind_of
 from ..version import __version__
 from .auth import ADMIN_ENDPOINTS, OPEN_ENDPOINTS, require_api_key
 from .operations import OPERATIONS, Operation, Schema
@@ -60,6 +62,9 @@ _CONVERTER_SCHEMAS: Mapping[str, Schema] = {
     "float": {"type": "number", "minimum": 0},
     "uuid": {"type": "string", "format": "uuid"},
 }
+#: a feature's kind (flaskserve.schema.kind_of) -> the JSON Schema type of its cells
+_JSON_TYPES = {"number": "number", "integer": "integer", "boolean": "boolean", "text": "string"}
+_LISTED_CATEGORIES = 20  # in a text feature's description; examples list them all
 _DOCS_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
 _DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>flaskserve API</title>
@@ -123,20 +128,66 @@ def build_document(url_map: Map, snapshot: Snapshot) -> dict[str, Any]:
 
 
 def row_schema(manifest: ModelManifest) -> dict[str, Any]:
-    """One row of *manifest*'s model as a JSON object: every feature, a finite number."""
-    properties = {}
-    for feature in manifest.features:
-        prop: dict[str, Any] = {"type": "number"}
-        if feature.min is not None and feature.max is not None:
-            prop["description"] = f"seen in training: {feature.min} to {feature.max}"
-            prop["examples"] = [feature.min, feature.max]
-        properties[feature.name] = prop
+    """One row of *manifest*'s model as a JSON object: every feature, none other."""
     return {
         "type": "object",
-        "properties": properties,
-        "required": manifest.feature_names,
+        "properties": {f.name: feature_schema(f) for f in manifest.features},
+        "required": list(manifest.feature_names),
         "additionalProperties": False,
     }
+
+
+def feature_schema(feature: Feature) -> Schema:
+    """What a cell of *feature* may hold, as the server checks it (docs/api.md, OpenAPI).
+
+    Its JSON type; ``null`` too where the feature may be missing (OpenAPI 3.1 writes
+    that as a type list, not 3.0's ``nullable``); for text, the categories as an ``enum``
+    where the model refuses unseen ones, as ``examples`` where it accepts them; for a
+    number, the range seen in training as a description and examples (the server does
+    not refuse a value outside it).
+    """
+    kind = kind_of(feature)
+    schema: Schema = {"type": _JSON_TYPES[kind]}
+    if kind == "text":
+        notes = [_text_schema(feature, schema)]
+    else:
+        notes = _range_schema(feature, kind, schema)
+    if feature.nullable:
+        schema["type"] = [schema["type"], "null"]
+        if "enum" in schema:
+            schema["enum"] = [*schema["enum"], None]
+        notes.append("null: missing")
+    if notes:
+        schema["description"] = "; ".join(notes)
+    return schema
+
+
+def _range_schema(feature: Feature, kind: str, schema: Schema) -> list[str]:
+    """Add a number's training range to *schema* as examples; its description."""
+    if kind == "integer":
+        schema["format"] = "int64"
+    if kind == "boolean" or feature.min is None or feature.max is None:
+        return []
+    low, high = feature.min, feature.max
+    if kind == "integer":
+        low, high = int(low), int(high)
+    schema["examples"] = [low, high]
+    return [f"seen in training: {low} to {high}"]
+
+
+def _text_schema(feature: Feature, schema: Schema) -> str:
+    """Add *feature*'s categories to *schema*; their description."""
+    if feature.categories is None:
+        return "text (too many distinct values in training to list)"
+    categories = list(feature.categories)
+    if feature.unknown_categories == "refused":
+        schema["enum"] = categories
+        return "one of the categories seen in training; an unseen category is refused"
+    schema["examples"] = categories
+    shown = ", ".join(categories[:_LISTED_CATEGORIES])
+    if len(categories) > _LISTED_CATEGORIES:
+        shown += f" and {len(categories) - _LISTED_CATEGORIES} more (all in examples)"
+    return f"seen in training: {shown}; an unseen category is accepted and the model ignores it"
 
 
 def _paths(url_map: Map, models: list[str], default: str | None) -> dict[str, Any]:

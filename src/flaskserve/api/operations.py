@@ -77,6 +77,33 @@ _PREDICTIONS: Schema = {
     "required": ["result"],
 }
 
+_FEATURE: Schema = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "type": {"enum": ["number", "integer", "boolean", "text"]},
+        "dtype": {"type": "string", "description": "the pandas dtype the model was fitted on"},
+        "nullable": {"type": "boolean", "description": "a cell may be null (missing)"},
+        "min": {"type": ["number", "null"], "description": "a number's smallest in training"},
+        "max": {"type": ["number", "null"], "description": "a number's largest in training"},
+        "categories": {
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+            "description": "a text feature's categories seen in training (null: free text)",
+        },
+        "unknown_categories": {
+            "enum": ["refused", "ignored", None],
+            "description": "what the model does with a category not seen in training",
+        },
+    },
+    "required": ["name", "type", "dtype", "nullable"],
+}
+_MODEL: Schema = {
+    "type": "object",
+    "properties": {"features": {"type": "array", "items": _FEATURE}},
+    "required": ["features"],
+}
+
 _V2_TENSOR: Schema = {
     "type": "object",
     "properties": {
@@ -133,7 +160,9 @@ OPERATIONS: Mapping[str, Operation] = {
     "health.ready": Operation("Readiness of the default model", _OBJECT, (503,)),
     "health.metrics": Operation("Prometheus metrics, summed over all workers", _TEXT),
     "health.model": Operation(
-        "A model's manifest (the default model's without a name)", _OBJECT, (400, 404, 503)
+        "A model's manifest (the default model's without a name)",
+        _json(_MODEL),
+        (400, 404, 503),
     ),
     "health.model_stats": Operation(
         "Requests the model answered and its latency percentiles", _OBJECT, (404, 503)

@@ -15,7 +15,9 @@ from flask.typing import ResponseReturnValue
 
 from .. import dataplane
 from ..artifact import Feature, ModelManifest
+from ..modelcard import describe_features
 from ..runtime.registry import Snapshot
+from ..schema import kind_of
 from ..version import __version__
 from .auth import require_api_key
 from .health import public_metadata
@@ -122,30 +124,62 @@ def _model_list(snapshot: Snapshot) -> list[dict[str, Any]]:
 
 
 def form_fields(manifest: ModelManifest) -> list[dict[str, Any]]:
-    """One input per feature: its range from training, a step, and a real training row."""
+    """One input per feature, pre-filled with a real training row: a number's range and
+    step, a text feature's categories (a ``<select>``), a boolean's ``true``/``false``.
+
+    ``kind`` and ``nullable`` tell the page's script which JSON value to send: text as a
+    string, a boolean as ``true``/``false``, an empty field of a feature that may be
+    missing as ``null``.
+    """
     first_row = (manifest.sample.get("inputs") or [None])[0]
     fields = []
     for index, feature in enumerate(manifest.features):
-        value = first_row[index] if first_row is not None else _middle(feature)
-        fields.append(
-            {
-                "name": feature.name,
-                "id": f"feature-{index}",
-                "min": feature.min,
-                "max": feature.max,
-                "step": input_step(feature, manifest),
-                "value": "" if value is None else _plain_number(value),
-            }
-        )
+        kind = kind_of(feature)
+        value = first_row[index] if first_row is not None else _middle(feature, kind)
+        field: dict[str, Any] = {
+            "name": feature.name,
+            "id": f"feature-{index}",
+            "kind": kind,
+            "nullable": feature.nullable,
+            "value": _cell_text(value, kind),
+            "min": None,
+            "max": None,
+            "step": None,
+            "options": None,  # a <select>'s values
+            "unknown": None,  # what the model does with an unseen category
+        }
+        if kind == "integer":
+            low, high = (None if v is None else int(v) for v in (feature.min, feature.max))
+            field.update(min=low, max=high, step="1")
+        elif kind == "number":
+            field.update(min=feature.min, max=feature.max, step=input_step(feature, manifest))
+        elif kind == "boolean":
+            field["options"] = ["false", "true"]
+        elif feature.categories is not None:
+            field["options"] = list(feature.categories)
+            field["unknown"] = feature.unknown_categories
+        fields.append(field)
     return fields
+
+
+def _cell_text(value: Any, kind: str) -> str:
+    """A JSON cell as the form shows it: ``""`` for a missing one."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if kind == "boolean":
+        return "true" if value else "false"
+    if kind == "text":
+        return str(value)
+    return _plain_number(value)
 
 
 def input_step(feature: Feature, manifest: ModelManifest) -> str:
     """The finest decimal the training data shows for *feature* (``0.1`` for iris)."""
     index = manifest.feature_names.index(feature.name)
     seen = [row[index] for row in manifest.sample.get("inputs", [])]
-    seen += [v for v in (feature.min, feature.max) if v is not None]
-    decimals = max((_decimals(v) for v in seen), default=MAX_STEP_DECIMALS)
+    seen += [feature.min, feature.max]
+    numbers = [v for v in seen if isinstance(v, int | float) and not isinstance(v, bool)]
+    decimals = max((_decimals(v) for v in numbers), default=MAX_STEP_DECIMALS)
     return "1" if decimals == 0 else f"{10.0**-decimals:.{decimals}f}"
 
 
@@ -161,14 +195,16 @@ def _plain_number(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def _middle(feature: Feature) -> float | None:
+def _middle(feature: Feature, kind: str) -> float | None:
     if feature.min is None or feature.max is None:
         return None
-    return (feature.min + feature.max) / 2
+    middle = (feature.min + feature.max) / 2
+    return float(round(middle)) if kind == "integer" else middle
 
 
 def model_card(manifest: ModelManifest) -> dict[str, Any]:
-    """What the card shows, shaped for the template: metrics, per-class report, matrix, bars."""
+    """What the card shows, shaped for the template: the features (type, may be missing,
+    categories or range), metrics, per-class report, matrix, bars."""
     metrics = manifest.metrics
     headline = {
         k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
@@ -178,6 +214,7 @@ def model_card(manifest: ModelManifest) -> dict[str, Any]:
         "per_class": metrics.get("per_class") or {},
         "confusion": _confusion(metrics.get("confusion_matrix"), manifest.class_names),
         "importances": _importance_bars(manifest.feature_importances),
+        "features": describe_features(manifest.features),
     }
 
 

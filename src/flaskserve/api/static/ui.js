@@ -22,18 +22,28 @@
     });
   }
 
+  // A text box or, for a text feature with categories or a boolean, a <select>.
   function inputs() {
-    return Array.from(form.querySelectorAll("input[data-feature]"));
+    return Array.from(form.querySelectorAll("[data-feature]"));
   }
 
-  // Numbers go as JSON numbers; anything else goes as typed, so the server's own
-  // validation names the field, exactly as it would for any client.
+  // Each cell goes as the JSON value its feature takes: text as a string, a boolean as
+  // true/false, a number as a number, and an empty field of a feature that may be missing
+  // as null. Anything else goes as typed, so the server's own validation names the field,
+  // exactly as it would for any client.
+  function cellFromInput(box) {
+    const text = box.value.trim();
+    if (text === "" && box.dataset.nullable === "true") return null;
+    if (box.dataset.kind === "text") return box.value;
+    if (box.dataset.kind === "boolean" && (text === "true" || text === "false")) {
+      return text === "true";
+    }
+    return NUMBER.test(text) ? Number(text) : text;
+  }
+
   function rowFromForm() {
     const row = {};
-    for (const box of inputs()) {
-      const text = box.value.trim();
-      row[box.dataset.feature] = NUMBER.test(text) ? Number(text) : text;
-    }
+    for (const box of inputs()) row[box.dataset.feature] = cellFromInput(box);
     return row;
   }
 
