@@ -11,7 +11,14 @@ alternately, a few seconds each, ``--pairs`` times: each pair's ratio was
 measured seconds apart, where the rounds' were a minute apart and the machine
 drifts between them.
 
+Servers (e) and (e') serve a mixed-type model: a census-like DataFrame (six
+columns, three of them text, missing cells) and a 300-tree forest in a
+ColumnTransformer pipeline, compiled and on scikit-learn. Their single-row
+request is a record with a missing cell; their batch is 10,000 such records.
+``--mixed-only`` runs (b), (e) and (e') alone and prints their table.
+
     python benchmarks/serve_bench.py [--duration 10] [--workers 2] [--rounds 3] [--pairs 10]
+    python benchmarks/serve_bench.py --mixed-only [--duration 5]
 
 Traffic goes to 127.0.0.1 only, and every load run is bounded in time.
 """
@@ -31,14 +38,29 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
+ROW: dict[str, Any] = {
+    "sepal_length": 5.9,
+    "sepal_width": 3.0,
+    "petal_length": 5.1,
+    "petal_width": 1.8,
+}
 FEATURES = list(ROW)
+MIXED_ROW: dict[str, Any] = {
+    "age": 39,
+    "workclass": "Private",
+    "education": "Bachelors",
+    "sex": "Male",
+    "hours_per_week": None,
+    "capital_gain": 2174.0,
+}
+MIXED = "(e"  # the names of the mixed-type model's servers start so
 PASSES = 5  # batch timings are short: each is the median of this many passes
 # the ratios the targets name, each also measured by loading the two servers alternately
 PAIRED = (("(b)", "(d)"), ("(b)", "(a)"), ("(c)", "(a)"))
@@ -47,6 +69,7 @@ PAIRED = (("(b)", "(d)"), ("(b)", "(a)"), ("(c)", "(a)"))
 @dataclass
 class Result:
     name: str
+    row: dict[str, Any] = field(default_factory=lambda: dict(ROW))
     rounds: dict[int, list[tuple[float, float, float]]] = field(default_factory=dict)
     errors: dict[int, int] = field(default_factory=dict)
     batch_rows_per_s: dict[str, float] = field(default_factory=dict)
@@ -74,14 +97,23 @@ def main() -> None:
         "--pairs", type=int, default=10, help="alternate runs of (b) and (d), for their ratio"
     )
     parser.add_argument("--pair-seconds", type=int, default=3, help="seconds per paired run")
+    parser.add_argument(
+        "--mixed-only", action="store_true", help="only (b) and the mixed-type model's (e), (e')"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
     with tempfile.TemporaryDirectory(prefix="flaskserve-bench-") as tmp:
         work = Path(tmp)
         artifact = _prepare(work)
-        results = _measure_all(_servers(work, artifact, args.workers), work, args, artifact)
-    _print_table(results, args)
+        mixed = _prepare_mixed(work)
+        servers = _servers(work, artifact, mixed, args.workers)
+        if args.mixed_only:
+            servers = [s for s in servers if s[0].startswith(("(b)", MIXED))]
+        results = _measure_all(servers, work, args, artifact, mixed)
+    if not args.mixed_only:
+        _print_table(results, args)
+    _print_mixed(results, args)
 
 
 def _prepare(work: Path) -> Path:
@@ -98,8 +130,64 @@ def _prepare(work: Path) -> Path:
     return artifact
 
 
+def mixed_frame(rows: int = 2_000, seed: int = 7) -> tuple[object, np.ndarray]:
+    """The census-like table of the tests (tests/census.py), made here: benchmarks import no tests."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    educations = ("HS-grad", "Some-college", "Bachelors", "Masters", "Doctorate")
+    age = rng.integers(17, 80, rows)
+    education = rng.choice(educations, rows)
+    hours = rng.normal(40, 10, rows).round()
+    hours[rng.random(rows) < 0.1] = np.nan
+    workclass = rng.choice(("Private", "Self-emp", "Federal-gov", "Local-gov"), rows).astype(object)
+    workclass[rng.random(rows) < 0.08] = np.nan
+    gain = np.where(rng.random(rows) < 0.1, rng.exponential(5000, rows), 0.0).round()
+    score = (age - 40) / 12 + np.array([educations.index(e) for e in education]) * 0.6
+    score += np.nan_to_num(hours - 40, nan=0.0) / 10 + gain / 4000 + rng.normal(0, 1, rows)
+    columns = {"age": age, "workclass": workclass, "education": education}
+    columns |= {"sex": rng.choice(("Female", "Male"), rows), "hours_per_week": hours}
+    frame = pd.DataFrame({**columns, "capital_gain": gain})
+    return frame, np.where(score > 1.2, ">50K", "<=50K")
+
+
+def _prepare_mixed(work: Path) -> Path:
+    """The mixed-type model: imputed one-hot text and imputed numbers, a 300-tree forest."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from flaskserve import save_model
+
+    frame, target = mixed_frame()
+    text = make_pipeline(
+        SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
+    )
+    columns = ColumnTransformer(
+        [
+            ("text", text, ["workclass", "education", "sex"]),
+            ("numbers", SimpleImputer(), ["age", "hours_per_week", "capital_gain"]),
+        ]
+    )
+    forest = RandomForestClassifier(n_estimators=300, random_state=1234, n_jobs=1)
+    pipeline = make_pipeline(columns, forest).fit(frame, target)
+    artifact = work / "census"
+    start = time.perf_counter()
+    manifest = save_model(pipeline, artifact, sample=frame, name="census")
+    parity = manifest.compiled.get("parity", {})
+    print(
+        f"mixed-type model saved in {time.perf_counter() - start:.1f} s: compiled"
+        f" {manifest.compiled['status']}, {parity.get('rows')} gate rows,"
+        f" {parity.get('mismatches')} mismatches, max difference {parity.get('max_difference')}",
+        file=sys.stderr,
+    )
+    return artifact
+
+
 def _servers(
-    work: Path, artifact: Path, workers: int
+    work: Path, artifact: Path, mixed: Path, workers: int
 ) -> list[tuple[str, list[str], dict[str, str]]]:
     gunicorn = [
         str(BIN / "gunicorn"),
@@ -134,6 +222,16 @@ def _servers(
         ("(b) flaskserve, compiled (ONNX)", flaskserve, {}),
         ("(c) flaskserve, scikit-learn + batching", [*flaskserve, "--runtime", "sklearn"], {}),
         (
+            "(e) mixed-type model, compiled (ONNX)",
+            [*flaskserve[:2], str(mixed), *flaskserve[3:]],
+            {},
+        ),
+        (
+            "(e') mixed-type model, scikit-learn + batching",
+            [*flaskserve[:2], str(mixed), *flaskserve[3:], "--runtime", "sklearn"],
+            {},
+        ),
+        (
             "(c') flaskserve, scikit-learn, no batching",
             [*flaskserve, "--runtime", "sklearn", "--threads", "1"],
             {"FLASKSERVE_BATCHING": "0"},
@@ -163,6 +261,7 @@ def _measure_all(
     work: Path,
     args: argparse.Namespace,
     artifact: Path,
+    mixed: Path,
 ) -> list[Result]:
     """Start every server, then load them in turn, round after round.
 
@@ -180,32 +279,30 @@ def _measure_all(
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
-            running.append((Result(name), command, process, f"http://127.0.0.1:{port}"))
-        for _, _, _, url in running:
-            _wait_ready(url)
-            _wrk(url, 2, 4, work)  # warm up every worker
+            result = Result(name, dict(MIXED_ROW) if name.startswith(MIXED) else dict(ROW))
+            running.append((result, command, process, f"http://127.0.0.1:{port}"))
+        for result, _, _, url in running:
+            _wait_ready(url, result.row)
+            _wrk(url, 2, 4, work, result.row)  # warm up every worker
         for round_number in range(args.rounds):
             for result, _, _, url in running:
                 for connections in (1, 16):
-                    rps, p50, p99, errors = _wrk(url, args.duration, connections, work)
+                    rps, p50, p99, errors = _wrk(url, args.duration, connections, work, result.row)
                     result.rounds.setdefault(connections, []).append((rps, p50, p99))
                     result.errors[connections] = result.errors.get(connections, 0) + errors
             print(f"round {round_number + 1} of {args.rounds} done", file=sys.stderr)
-        by_label = {entry[0].name[:3]: entry for entry in running}
-        for label, other_label in PAIRED:
-            (result, _, _, url), (other, _, _, other_url) = by_label[label], by_label[other_label]
-            ratios = result.paired_ratios.setdefault(other.name, [])
-            for _ in range(args.pairs):  # seconds apart: a drifting machine moves both alike
-                rps = _wrk(url, args.pair_seconds, 16, work)[0]
-                ratios.append(rps / _wrk(other_url, args.pair_seconds, 16, work)[0])
-            print(f"{len(ratios)} pairs of {label} and {other_label} done", file=sys.stderr)
+        if not args.mixed_only:
+            _paired(running, work, args)
         for result, command, process, url in running:
             result.worker_rss_mb = _worker_rss_mb(process.pid)
             if Path(command[0]).name == "flaskserve":  # the model servers, not the ceiling
-                result.batch_rows_per_s = _batches(url)
-                result.in_process_rows_per_s = _in_process(
-                    artifact, "sklearn" if "scikit" in result.name else "compiled"
-                )
+                runtime = "sklearn" if "scikit" in result.name else "compiled"
+                if result.name.startswith(MIXED):
+                    result.batch_rows_per_s = _mixed_batch(url)
+                    result.in_process_rows_per_s = _mixed_in_process(mixed, runtime)
+                else:
+                    result.batch_rows_per_s = _batches(url)
+                    result.in_process_rows_per_s = _in_process(artifact, runtime)
     finally:
         for _, _, process, _ in running:
             os.killpg(process.pid, signal.SIGTERM)
@@ -214,11 +311,26 @@ def _measure_all(
     return [result for result, _, _, _ in running]
 
 
-def _wait_ready(url: str) -> None:
+def _paired(
+    running: list[tuple[Result, list[str], subprocess.Popen[bytes], str]],
+    work: Path,
+    args: argparse.Namespace,
+) -> None:
+    by_label = {entry[0].name[:3]: entry for entry in running}
+    for label, other_label in PAIRED:
+        (result, _, _, url), (other, _, _, other_url) = by_label[label], by_label[other_label]
+        ratios = result.paired_ratios.setdefault(other.name, [])
+        for _ in range(args.pairs):  # seconds apart: a drifting machine moves both alike
+            rps = _wrk(url, args.pair_seconds, 16, work, ROW)[0]
+            ratios.append(rps / _wrk(other_url, args.pair_seconds, 16, work, ROW)[0])
+        print(f"{len(ratios)} pairs of {label} and {other_label} done", file=sys.stderr)
+
+
+def _wait_ready(url: str, row: dict[str, Any]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if requests.post(f"{url}/predict", json=ROW, timeout=5).status_code == 200:
+            if requests.post(f"{url}/predict", json=row, timeout=5).status_code == 200:
                 return
         except requests.RequestException:
             pass
@@ -226,9 +338,11 @@ def _wait_ready(url: str) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
-def _wrk(url: str, seconds: int, connections: int, work: Path) -> tuple[float, float, float, int]:
+def _wrk(
+    url: str, seconds: int, connections: int, work: Path, row: dict[str, Any]
+) -> tuple[float, float, float, int]:
     script = work / "post.lua"
-    body = json.dumps(ROW).replace('"', '\\"')
+    body = json.dumps(row).replace('"', '\\"')
     script.write_text(
         f'wrk.method = "POST"\nwrk.body = "{body}"\nwrk.headers["Content-Type"] = "application/json"\n'
     )
@@ -321,6 +435,47 @@ def _in_process(artifact: Path, runtime: str) -> dict[int, float]:
     return out
 
 
+def _mixed_records(count: int) -> list[dict[str, Any]]:
+    """*count* records of the mixed-type model (not its training rows), missing cells as null."""
+    frame, _ = mixed_frame(count, seed=99)
+    records: list[dict[str, Any]] = frame.astype(object).to_dict(orient="records")  # type: ignore[attr-defined]
+    for record in records:
+        for key, value in record.items():
+            if isinstance(value, float) and value != value:
+                record[key] = None
+            elif hasattr(value, "item"):
+                record[key] = value.item()
+    return records
+
+
+def _mixed_batch(url: str) -> dict[str, float]:
+    body = json.dumps(_mixed_records(10_000))
+    rates = []
+    for _ in range(PASSES):
+        start = time.perf_counter()
+        response = requests.post(
+            url + "/predict", data=body, headers={"Content-Type": "application/json"}, timeout=120
+        )
+        response.raise_for_status()
+        rates.append(10_000 / (time.perf_counter() - start))
+    return {"10000 records": float(np.median(rates))}
+
+
+def _mixed_in_process(artifact: Path, runtime: str) -> dict[int, float]:
+    """``runtime.predict`` of the same 10,000 rows, decoded once beforehand."""
+    from flaskserve.admission import load_runtime
+    from flaskserve.codecs.records import decode_records
+
+    model = load_runtime(artifact, runtime)
+    rows = decode_records(_mixed_records(10_000), model.manifest, 10_000)
+    rates = []
+    for _ in range(PASSES):
+        start = time.perf_counter()
+        model.predict(rows)
+        rates.append(10_000 / (time.perf_counter() - start))
+    return {10_000: float(np.median(rates))}
+
+
 def _worker_rss_mb(master: int) -> float:
     children = subprocess.run(
         ["pgrep", "-P", str(master)], capture_output=True, text=True
@@ -384,6 +539,29 @@ def _print_table(results: list[Result], args: argparse.Namespace) -> None:
         for key, rate in r.batch_rows_per_s.items():
             inner = r.in_process_rows_per_s[int(key.split()[0])]
             print(f"| {r.name} | {key} | {rate:,.0f} | {inner:,.0f} | {100 * rate / inner:.0f}% |")
+
+
+def _print_mixed(results: list[Result], args: argparse.Namespace) -> None:
+    """The mixed-type model's rows beside the iris compiled model's, with the targets."""
+    iris = next(r for r in results if r.name.startswith("(b)"))
+    iris_rps = iris.median(16)[0]
+    print(
+        f"\n{os.cpu_count()} cores, {args.workers} workers, {args.duration} s per wrk run,"
+        f" median of {args.rounds} rounds\n\n| server | req/s c=16 | p50/p99 ms c=16 |"
+        " ÷ (b) c=16 | rounds c=16 | 10,000-row batch rows/s over HTTP | in process | HTTP ÷ in process |"
+        "\n|---|---|---|---|---|---|---|---|"
+    )
+    for r in results:
+        if r.name.startswith("(b)") or r.name.startswith(MIXED):
+            rps, p50, p99 = r.median(16)
+            rounds = " / ".join(f"{run[0]:.0f}" for run in r.rounds[16])
+            key = next(k for k in r.batch_rows_per_s if k.startswith("10000"))
+            http, inner = r.batch_rows_per_s[key], r.in_process_rows_per_s[10_000]
+            print(
+                f"| {r.name} | {rps:.0f} | {p50:.2f} / {p99:.2f} | {100 * rps / iris_rps:.0f}% |"
+                f" {rounds} | {http:,.0f} | {inner:,.0f} | {100 * http / inner:.0f}% |"
+            )
+    print("\ntargets: (e) ≥ 50% of (b) in req/s c=16; (e) HTTP ≥ 50% of in process")
 
 
 def _ratio(value: float, as_share: bool) -> str:
