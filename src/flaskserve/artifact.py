@@ -311,6 +311,10 @@ def check_feature(feature: Feature) -> None:
             f"{MANIFEST_NAME}: feature {feature.name!r}: unknown_categories must be"
             " 'refused' or 'ignored'"
         )
+    if feature.dtype == "bool" and feature.nullable:  # a boolean column cannot hold a gap
+        raise ArtifactError(
+            f"{MANIFEST_NAME}: feature {feature.name!r}: a boolean is never nullable"
+        )
     if type(feature.nullable) is not bool:
         raise ArtifactError(
             f"{MANIFEST_NAME}: feature {feature.name!r}: nullable must be a boolean"
