@@ -59,6 +59,13 @@ def load_runtime(model_dir: str | os.PathLike[str], runtime: str = "auto") -> Ru
     compiled = manifest.compiled
     if runtime == "compiled" or (runtime == "auto" and compiled.get("status") == "passed"):
         return _load_compiled(directory, manifest, forced=runtime == "compiled")
+    if runtime == "auto" and compiled.get("status"):
+        logger.info(
+            "%s: serving scikit-learn: the compiled model is %s (%s)",
+            directory,
+            compiled.get("status"),
+            compiled.get("reason") or "its parity gate failed",
+        )
     loaded = load_model(directory)
     declared = len(loaded.manifest.features)
     expected = getattr(loaded.estimator, "n_features_in_", declared)
