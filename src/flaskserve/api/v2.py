@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
 from .. import dataplane
-from ..codecs import v2
+from ..codecs import v2, v2_binary
 from ..codecs.jsonbody import parse_json
 from ..errors import InvalidInput
 from ..runtime.registry import ServedModel, Snapshot
@@ -17,6 +17,7 @@ from .auth import require_admin
 from .state import get_state, request_scope
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
+_BINARY_HEADER = "HTTP_" + v2_binary.HEADER.upper().replace("-", "_")
 
 
 @bp.get("")
@@ -65,12 +66,23 @@ def infer(name: str, version: str | None = None) -> ResponseReturnValue:
     environ, state = request_scope()
     call = dataplane.begin(environ, state, name, version)
     manifest = call.manifest
-    inputs = v2.decode_infer_request(call.body_json(), manifest, state.settings.max_rows)
+    # Triton's binary tensor data extension: this many bytes of JSON, then raw tensors
+    payload, binary = v2_binary.split_body(
+        call.body(), environ.get(_BINARY_HEADER), state.settings.max_json_depth
+    )
+    inputs = v2.decode_infer_request(payload, manifest, state.settings.max_rows, binary=binary)
     prediction = call.predict(inputs.rows, proba="predict_proba" in inputs.outputs)
     body = v2.encode_infer_response(
         prediction, inputs, manifest, model_name=name, model_version=str(call.model.version)
     )
-    return jsonify(body)
+    if not inputs.binary_outputs:
+        return jsonify(body)
+    data, header_length = v2_binary.encode_binary_response(body, inputs.binary_outputs)
+    return Response(
+        data,
+        content_type="application/octet-stream",
+        headers={v2_binary.HEADER: str(header_length)},
+    )
 
 
 @bp.post("/repository/index")
