@@ -182,16 +182,16 @@ def test_train_csv_defaults_to_the_file_stem(runner: CliRunner, workdir: Path) -
     [
         ("a,b,y\n" + "1,2,0\n" * 12, "label", "no column 'label'; the columns are: a, b, y"),
         (
-            "a,b,y\n" + "1,2,0\n" * 4 + "1,two,0\n" + "1,2,1\n" * 8,
+            "a,b,y\n" + "1,2,0\n" * 4 + "1,inf,0\n" + "1,2,1\n" * 8,
             "y",
-            "line 6, column 'b': 'two' is not a number (features must be numeric)",
+            "line 6, column 'b': 'inf' is not a finite number",
         ),
         ("a,b,y\n" + "1,2,0\n" * 3 + "1,2\n" + "1,2,1\n" * 8, "y", "line 5: expected 3 fields"),
         ("a,b,y\n" + "1,2,0\n" * 3, "y", "3 data rows; at least 10 are needed"),
         ("", "y", "empty file"),
         ("a,a,y\n" + "1,2,0\n" * 12, "y", "the header row must name every column once"),
     ],
-    ids=["missing-target", "non-numeric", "ragged", "too-few-rows", "empty", "duplicate-header"],
+    ids=["missing-target", "infinite", "ragged", "too-few-rows", "empty", "duplicate-header"],
 )
 def test_train_refuses_a_bad_csv(
     text: str, target: str, message: str, runner: CliRunner, workdir: Path
