@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from flaskserve.artifact import Feature, ModelManifest
-from flaskserve.codecs.records import class_names_of, decode_rows, describe, encode_result
+from flaskserve.codecs.records import class_names_of, decode_rows, encode_result
 from flaskserve.errors import InvalidInput, PayloadTooLarge
 from flaskserve.runtime import Prediction
+from flaskserve.schema import describe
 
 NAMES = ("a", "b")
 

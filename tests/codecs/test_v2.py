@@ -85,7 +85,7 @@ def test_kserve_example() -> None:
         "outputs": [{"name": "predict"}],
     }
     request = _decode(payload)
-    assert request.rows.dtype == np.float64
+    assert isinstance(request.rows, np.ndarray) and request.rows.dtype == np.float64
     np.testing.assert_array_equal(request.rows, ROWS)
     assert (request.outputs, request.id, request.parameters) == (("predict",), "42", None)
     body = encode_infer_response(
@@ -134,6 +134,7 @@ def test_per_feature_inputs_accept_every_datatype() -> None:
     columns[0].update(datatype="INT8", data=[5, -6])
     columns[1].update(datatype="BOOL", data=[True, False])
     request = _decode(_request(*columns))
+    assert isinstance(request.rows, np.ndarray)
     np.testing.assert_array_equal(request.rows[:, :2], [[5.0, 1.0], [-6.0, 0.0]])
 
 
@@ -157,7 +158,7 @@ def test_per_feature_inputs_accept_every_datatype() -> None:
 )
 def test_datatypes(datatype: str, data: list[Any], expected: list[float]) -> None:
     request = _decode(_request(_input(shape=[1, 4], datatype=datatype, data=data)))
-    assert request.rows.dtype == np.float64
+    assert isinstance(request.rows, np.ndarray) and request.rows.dtype == np.float64
     np.testing.assert_array_equal(request.rows, [expected])
 
 
@@ -431,7 +432,7 @@ def test_row_limit_is_checked_before_the_data() -> None:
     columns = [{**c, "shape": [3]} for c in _columns()]
     with pytest.raises(PayloadTooLarge, match="3 rows is over the limit of 2"):
         _decode(_request(*columns), max_rows=2)
-    assert _decode(_request(), max_rows=2).rows.shape == (2, 4)
+    assert len(_decode(_request(), max_rows=2).rows) == 2
 
 
 def test_overflowing_json_number_is_refused() -> None:

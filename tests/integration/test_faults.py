@@ -85,7 +85,7 @@ def _attempt(url: str) -> tuple[str, int | None, str | None, bytes]:
     in-flight request.
     """
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT[1])
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=TIMEOUT[1])
     try:
         connection.request("POST", "/predict", ROW_BYTES, {"Content-Type": "application/json"})
         response = connection.getresponse()
