@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from assertions import assert_error, json_body
-from census import ROW, onehot_pipeline
+from census import ROW, onehot_pipeline, strict_pipeline
 from flaskserve.app import create_app
 from flaskserve.packaging import save_model
 from flaskserve.settings import Settings
@@ -87,29 +87,6 @@ def test_an_int_column_with_a_missing_cell_and_awkward_text(
     answer = _predictions(send(census_app.test_client(), frame))
 
     assert answer == census_pipeline.predict(frame).tolist()
-
-
-def strict_pipeline(frame: Any, target: Any) -> tuple[Any, Any]:
-    """No imputers, unknown categories refused: fitted on *frame*'s complete rows, and those rows.
-
-    Saved with ``save_model``, none of its features may be missing and its text
-    features refuse categories they were not fitted on: every refusal a typed model has.
-    (tests/api/test_mlflow_typed.py and tests/batch/test_typed_batch.py each have a copy.)
-    """
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    complete = frame.notna().all(axis=1).to_numpy()
-    columns = ColumnTransformer(
-        [
-            ("text", OneHotEncoder(handle_unknown="error"), ["workclass", "education", "sex"]),
-            ("numbers", StandardScaler(), ["age", "hours_per_week", "capital_gain"]),
-        ]
-    )
-    model = make_pipeline(columns, LogisticRegression(max_iter=500))
-    return model.fit(frame[complete], target[complete]), frame[complete]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
-from census import as_categories
+from census import as_categories, strict_pipeline
 from flaskserve.batch.engine import _prepare
 from flaskserve.batch.options import BatchOptions
 from flaskserve.batch.scoring import score_piece
@@ -45,29 +45,6 @@ def frame(census: Any) -> pd.DataFrame:
     assert rows.isna().any().any()
     rows.insert(0, "id", [f"r{i:03d}" for i in range(ROWS)])
     return rows
-
-
-def strict_pipeline(frame: Any, target: Any) -> tuple[Any, Any]:
-    """No imputers, unknown categories refused: fitted on *frame*'s complete rows, and those rows.
-
-    Saved with ``save_model``, none of its features may be missing and its text
-    features refuse categories they were not fitted on: every refusal a typed model has.
-    (tests/api/test_mlflow_typed.py and tests/batch/test_typed_batch.py each have a copy.)
-    """
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    complete = frame.notna().all(axis=1).to_numpy()
-    columns = ColumnTransformer(
-        [
-            ("text", OneHotEncoder(handle_unknown="error"), ["workclass", "education", "sex"]),
-            ("numbers", StandardScaler(), ["age", "hours_per_week", "capital_gain"]),
-        ]
-    )
-    model = make_pipeline(columns, LogisticRegression(max_iter=500))
-    return model.fit(frame[complete], target[complete]), frame[complete]
 
 
 @pytest.fixture(scope="module")
