@@ -212,26 +212,26 @@ def _serve(model_dir: Path, workers: int) -> list[str]:
         " on a killed worker's socket are reset with it (19 failures for 3 kills; none with"
         " one retry)"
     ),
-    in_ci=False,  # 70 s; granian's crash handling fails in CI in test_servers.py
+    in_ci=False,  # 45 s; granian's crash handling fails in CI in test_servers.py
 )
 def test_sigkill_under_load(model_dir: Path, start: Callable[..., LiveServer]) -> None:
     server = start(_serve(model_dir, 3))
     master = server.process.pid
     assert _wait_for_workers(master, 3) < 60
     _wait_for_answers(server.url, 3)
-    baseline = Load(server.url, 32).run_for(10)
+    baseline = Load(server.url, 32).run_for(6)
     assert baseline.kinds() == {"ok": len(baseline.calls)}, baseline.kinds()
 
     rng = random.Random(20260)
     recoveries: list[float] = []  # kill -> three workers again
     serving: list[float] = []  # kill -> the replacement has loaded and checked the model
     phases: list[tuple[Load, int]] = []
-    for retry_once in (False, True):  # 60 s of faults in two halves: a kill every 10 s
+    for retry_once in (False, True):  # 36 s of faults in two halves: a kill every 7 s
         load = Load(server.url, 32, retry_once=retry_once)
         load.start()
         kills = 0
         try:
-            for at in (5.0, 15.0, 25.0):
+            for at in (4.0, 11.0):
                 time.sleep(max(0.0, load.started + at - time.monotonic()))
                 before = set(worker_pids(master))
                 victim = rng.choice(sorted(before))
@@ -241,7 +241,7 @@ def test_sigkill_under_load(model_dir: Path, start: Callable[..., LiveServer]) -
                 recoveries.append(_wait_for_workers(master, 3, gone=victim))
                 (replacement,) = set(worker_pids(master)) - before
                 serving.append(_wait_for_log(server.log, replacement, killed))
-            time.sleep(max(0.0, load.started + 30 - time.monotonic()))
+            time.sleep(max(0.0, load.started + 18 - time.monotonic()))
         finally:
             load.stop()
         phases.append((load, kills))
@@ -345,7 +345,8 @@ def test_sigterm_under_load(termination: Termination) -> None:
 
 @on_both_servers(
     "granian's workers listen on a socket each (SO_REUSEPORT): the connections queued on a stopping"
-    " worker's socket are reset when it closes it (2 in the last run)"
+    " worker's socket are reset when it closes it (2 in one run, 0 in another: a race)",
+    sometimes=True,
 )
 def test_sigterm_loses_no_connected_request(termination: Termination) -> None:
     """What stock gunicorn loses (research T21): connections queued in the listen backlog
