@@ -63,7 +63,7 @@ def test_server_metadata(client: FlaskClient) -> None:
     assert json_body(response) == {
         "name": "flaskserve",
         "version": __version__,
-        "extensions": ["model_repository"],
+        "extensions": ["model_repository", "binary_tensor_data"],
     }
 
 

@@ -53,7 +53,7 @@ def test_v2_health_and_metadata(live_server: LiveServer) -> None:
     assert _get(live_server, "/v2").json() == {
         "name": "flaskserve",
         "version": __version__,
-        "extensions": ["model_repository"],
+        "extensions": ["model_repository", "binary_tensor_data"],
     }
     assert _get(live_server, "/v2/health/live").json() == {"live": True}
     assert _get(live_server, "/v2/health/ready").json() == {"ready": True}

@@ -29,7 +29,7 @@ class Operation:
     :param ok: the content of the 200 answer (``None``: no body worth describing).
     :param errors: the statuses it answers with ``{"error": message}``; 401 is added
         where :mod:`~flaskserve.api.auth` asks for a key or token.
-    :param query: OpenAPI parameter objects for the query string.
+    :param query: OpenAPI parameter objects for the query string (or a header).
     :param body: the request body's content, the same for every model.
     :param rows: the request body's content from the row schema of the model the path
         names; the document then writes the path once per served model, so that a client
@@ -106,14 +106,18 @@ _MODEL: Schema = {
 
 _V2_TENSOR: Schema = {
     "type": "object",
+    "description": "the values in data, or, in a binary body, binary_data_size bytes of it",
     "properties": {
         "name": {"type": "string"},
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
         "datatype": {"type": "string"},
-        "parameters": {"type": "object"},
+        "parameters": {
+            "type": "object",
+            "properties": {"binary_data_size": {"type": "integer", "minimum": 0}},
+        },
         "data": {"type": "array"},
     },
-    "required": ["name", "shape", "datatype", "data"],
+    "required": ["name", "shape", "datatype"],
 }
 _V2_REQUEST: Schema = {
     "type": "object",
@@ -125,11 +129,35 @@ _V2_REQUEST: Schema = {
             "type": "array",
             "items": {
                 "type": "object",
-                "properties": {"name": {"enum": ["predict", "predict_proba", "label"]}},
+                "properties": {
+                    "name": {"enum": ["predict", "predict_proba", "label"]},
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"binary_data": {"type": "boolean"}},
+                    },
+                },
             },
         },
     },
     "required": ["inputs"],
+}
+#: Triton's binary tensor data extension: the JSON header, then the raw tensors
+_V2_BINARY: Content = {
+    "application/octet-stream": {
+        "schema": {
+            "type": "string",
+            "format": "binary",
+            "description": "Inference-Header-Content-Length bytes of JSON (as application/json),"
+            " then each binary input's binary_data_size bytes, in order",
+        }
+    }
+}
+_V2_HEADER_LENGTH: Schema = {
+    "name": "Inference-Header-Content-Length",
+    "in": "header",
+    "required": False,
+    "description": "a binary body: how many of its bytes are the JSON header",
+    "schema": {"type": "integer", "minimum": 0},
 }
 
 _MLFLOW_REQUEST: Content = {
@@ -173,10 +201,11 @@ OPERATIONS: Mapping[str, Operation] = {
     "v2.model_metadata": Operation("Model metadata", _OBJECT, (400, 404, 503)),
     "v2.model_ready": Operation("Model readiness", _OBJECT, (400, 404, 503)),
     "v2.infer": Operation(
-        "Open Inference Protocol inference",
-        _OBJECT,
+        "Open Inference Protocol inference (JSON, or the binary tensor data extension)",
+        {**_OBJECT, **_V2_BINARY},
         (400, 404, 413, 503),
-        body=_json(_V2_REQUEST),
+        query=(_V2_HEADER_LENGTH,),
+        body={**_json(_V2_REQUEST), **_V2_BINARY},
     ),
     "v2.repository_index": Operation(
         "Repository index (the repository API)", _json({}), (400, 403, 413)

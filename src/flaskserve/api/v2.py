@@ -22,7 +22,11 @@ _BINARY_HEADER = "HTTP_" + v2_binary.HEADER.upper().replace("-", "_")
 
 @bp.get("")
 def server_metadata() -> ResponseReturnValue:
-    return jsonify(name="flaskserve", version=__version__, extensions=["model_repository"])
+    return jsonify(
+        name="flaskserve",
+        version=__version__,
+        extensions=["model_repository", "binary_tensor_data"],
+    )
 
 
 @bp.get("/health/live")
