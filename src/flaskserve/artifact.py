@@ -20,6 +20,7 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -123,6 +124,8 @@ class ModelManifest:
     format_version: int = FORMAT_VERSION
     #: ``matrix``: rows are a float64 matrix; ``frame``: a DataFrame of typed columns
     input: str = "matrix"
+    #: where the model came from, when it was imported (``{"kind": "mlflow", ...}``)
+    source: dict[str, Any] = field(default_factory=dict)
 
     @cached_property  # read on every request
     def feature_names(self) -> tuple[str, ...]:
@@ -179,24 +182,35 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     :raises ArtifactError: the directory, manifest or model file is missing or
         malformed, the SHA-256 does not match, or the file holds an untrusted type.
     """
-    import skops.io as sio
-
     directory = Path(path)
     manifest = read_manifest(directory)
     model_path = directory / manifest.model_file
     payload = read_verified(model_path, manifest.sha256)
+    estimator = load_skops(payload, model_path)
+    return LoadedModel(estimator=estimator, manifest=manifest, path=directory)
+
+
+def load_skops(payload: bytes, origin: Path, extra_trusted: Sequence[str] = ()) -> Any:
+    """The object in skops *payload*, if it holds only types skops or :data:`TRUSTED_TYPES`
+    trust (and *extra_trusted*, a list kept in the caller's code, never read from a file).
+
+    :param origin: the file the bytes came from, for the messages.
+    :raises ArtifactError: an untrusted type, or not a readable skops file.
+    """
+    import skops.io as sio
+
+    trusted = [*TRUSTED_TYPES, *extra_trusted]
     try:
-        untrusted = _refused_types(payload)
+        untrusted = [t for t in sio.get_untrusted_types(data=payload) if t not in trusted]
         if untrusted:
             raise ArtifactError(
-                f"{model_path}: contains types flaskserve does not trust: {', '.join(untrusted)}"
+                f"{origin}: contains types flaskserve does not trust: {', '.join(untrusted)}"
             )
-        estimator = sio.loads(payload, trusted=list(TRUSTED_TYPES))
+        return sio.loads(payload, trusted=trusted)
     except ArtifactError:
         raise
     except Exception as e:  # skops raises many kinds on a corrupt file; all mean "unreadable"
-        raise ArtifactError(f"{model_path}: not a readable skops file ({e})") from e
-    return LoadedModel(estimator=estimator, manifest=manifest, path=directory)
+        raise ArtifactError(f"{origin}: not a readable skops file ({e})") from e
 
 
 def check_artifact_file(file: Path) -> None:

@@ -41,6 +41,7 @@ def save_model(
     metrics: dict[str, Any] | None = None,
     holdout: Any = None,
     compile: bool = True,
+    source: dict[str, Any] | None = None,
 ) -> ModelManifest:
     """Write a fitted scikit-learn estimator or Pipeline as a model artifact.
 
@@ -60,6 +61,8 @@ def save_model(
     :param holdout: held-out rows, checked by the compiled model's parity gate too.
     :param compile: also compile the model to ONNX (``model.onnx``) and record
         whether it passed the parity gate (see :mod:`flaskserve.compiler`).
+    :param source: where the model came from (``{"kind": "mlflow", "run_id": ...}``),
+        shown on ``GET /model`` and the model card.
     :raises ValueError: the estimator, sample or names do not fit together.
     """
     target = Path(path)
@@ -82,6 +85,7 @@ def save_model(
         feature_importances=feature_importances(estimator, names),
         versions=_library_versions(),
         input=typed.input if typed else "matrix",
+        source=dict(source or {}),
     )
     check_manifest(manifest)
     files = {manifest.model_file: payload}
