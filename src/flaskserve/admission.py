@@ -56,6 +56,10 @@ def load_runtime(model_dir: str | os.PathLike[str], runtime: str = "auto") -> Ru
     if runtime not in RUNTIME_CHOICES:
         raise ArtifactError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIME_CHOICES)}")
     manifest = read_manifest(directory)
+    if manifest.booster and runtime != "compiled":  # XGBoost, LightGBM: their library answers
+        from .runtime.boosters import load_booster_runtime
+
+        return load_booster_runtime(directory, manifest)
     compiled = manifest.compiled
     if runtime == "compiled" or (runtime == "auto" and compiled.get("status") == "passed"):
         return _load_compiled(directory, manifest, forced=runtime == "compiled")

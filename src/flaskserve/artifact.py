@@ -124,6 +124,10 @@ class ModelManifest:
     format_version: int = FORMAT_VERSION
     #: ``matrix``: rows are a float64 matrix; ``frame``: a DataFrame of typed columns
     input: str = "matrix"
+    #: an XGBoost or LightGBM model in its library's own file (``file``, ``sha256``,
+    #: ``format``, ``library``, ``version``, ``objective``); ``model_file`` then holds the
+    #: Pipeline's steps before it (:mod:`flaskserve.runtime.boosters`)
+    booster: dict[str, Any] = field(default_factory=dict)
     #: where the model came from, when it was imported (``{"kind": "mlflow", ...}``)
     source: dict[str, Any] = field(default_factory=dict)
 

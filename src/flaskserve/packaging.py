@@ -14,12 +14,14 @@ import os
 import platform
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .artifact import Feature, ModelManifest, check_manifest, write_artifact
+from .boosters import NOT_COMPILED, split_booster
 from .compiler import with_compiled
 from .frames import TypedSample, describe_frame, is_frame
 from .modelcard import feature_importances
@@ -46,6 +48,10 @@ def save_model(
     """Write a fitted scikit-learn estimator or Pipeline as a model artifact.
 
     :param estimator: a fitted classifier or regressor (or a Pipeline ending in one).
+        XGBoost and LightGBM models (``XGBClassifier``, ``XGBRegressor``,
+        ``LGBMClassifier``, ``LGBMRegressor``, a bare ``xgboost.Booster`` or
+        ``lightgbm.Booster``) are stored in their library's own file, never pickled
+        (:mod:`flaskserve.boosters`).
     :param path: the artifact directory to create (written beside it, renamed into place).
     :param sample: training rows: a pandas DataFrame (text, ``category``, boolean and
         number columns; missing cells), or a 2-D array of numbers (``NaN`` for a
@@ -66,10 +72,14 @@ def save_model(
     :raises ValueError: the estimator, sample or names do not fit together.
     """
     target = Path(path)
-    task, labels = _task_and_labels(estimator)
-    typed = typed_sample(estimator, sample, feature_names) if sample is not None else None
-    names = _checked_names(estimator, typed, feature_names, class_names, labels, version)
-    payload = _serialized(estimator)
+    parts = split_booster(estimator)  # XGBoost and LightGBM: stored in their own format
+    model = parts.model if parts else estimator
+    task, labels = (parts.task, parts.labels) if parts else _task_and_labels(estimator)
+    if parts and feature_names is None and is_frame(sample):
+        feature_names = parts.frame_columns(sample)
+    typed = typed_sample(model, sample, feature_names) if sample is not None else None
+    names = _checked_names(model, typed, feature_names, class_names, labels, version)
+    payload = _serialized(parts.head if parts else estimator)
     manifest = ModelManifest(  # an existing artifact at *path* is replaced once this is whole
         name=name or target.resolve().name,
         version=version,
@@ -81,15 +91,19 @@ def save_model(
         labels=labels,
         class_names=tuple(class_names) if class_names is not None else tuple(map(str, labels)),
         metrics=dict(metrics or {}),
-        sample=_smoke_sample(estimator, typed),
+        sample=_smoke_sample(model, typed),
         feature_importances=feature_importances(estimator, names),
         versions=_library_versions(),
         input=typed.input if typed else "matrix",
+        booster=parts.record if parts else {},
         source=dict(source or {}),
     )
     check_manifest(manifest)
     files = {manifest.model_file: payload}
-    if compile:
+    if parts:  # compiling boosters is not done yet: their library serves them
+        files[parts.record["file"]] = parts.payload
+        manifest = replace(manifest, compiled=dict(NOT_COMPILED))
+    elif compile:
         manifest, files = _compiled(estimator, manifest, files, typed, holdout)
     write_artifact(target, files, manifest)
     return manifest
