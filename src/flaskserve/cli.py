@@ -108,8 +108,10 @@ def import_pickle(
     trust_pickle: bool,
 ) -> None:
     """Convert a pickled model (e.g. the tutorial's build/model.pkl) into an artifact."""
+    from .booster_import import import_if_native
     from .pickles import load_trusted_pickle
 
+    import_if_native(pickle_file, features, class_names, name, out)  # XGBoost, LightGBM: ends
     if not trust_pickle:
         raise click.UsageError(_PICKLE_WARNING)
     try:
@@ -382,6 +384,4 @@ def _check_repository(settings: Settings) -> dict[str, str]:
 
 
 def _split(values: str | None) -> list[str] | None:
-    if values is None:
-        return None
-    return [v.strip() for v in values.split(",") if v.strip()]
+    return None if values is None else [v.strip() for v in values.split(",") if v.strip()]

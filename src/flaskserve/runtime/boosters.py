@@ -172,6 +172,9 @@ def check_lightgbm_text(text: str, where: object) -> dict[str, str]:
         position += size
     if sizes and data[position : end + 1].strip():
         raise ArtifactError(f"{where}: damaged LightGBM model (its trees and sizes differ)")
+    tail = data[end:]
+    if b"\nparameters:" in tail and b"\nend of parameters" not in tail:
+        raise ArtifactError(f"{where}: truncated LightGBM model (its parameters end early)")
     return header
 
 
