@@ -92,7 +92,7 @@ def split_booster(estimator: Any) -> BoosterParts | None:
         raise ValueError(e.message) from e
     labels = _labels(final, native)
     missing = getattr(final, "missing", math.nan)
-    record = {
+    record: dict[str, Any] = {
         "library": library,
         "file": file,
         "format": form,
