@@ -93,9 +93,12 @@ def test_swap_under_load(tmp_path: Path, start: Callable[..., LiveServer]) -> No
         # every worker takes v2 up: 0.3 s here, 3.3 s allowed before, ten times that now
         switched = _wait_for_every_worker(server, "model 'sentinel' version 2 loaded", 33.0)
         print(f"every worker loaded v2 {switched - published_v2:.2f} s after it was published")
-        _publish(root, 3, answer=0)
-        with (root / "sentinel" / "3" / "model.skops").open("ab") as f:
-            f.write(b"corrupted after publishing")  # v3 must never be served
+        # v3 is corrupted before it appears (a worker scanning between a valid v3's rename
+        # and its corruption would rightly serve it: the race one parallel run lost)
+        _publish(tmp_path / "staging", 3, answer=0)
+        with (tmp_path / "staging" / "sentinel" / "3" / "model.skops").open("ab") as f:
+            f.write(b"corrupted after saving")  # v3 must never be served
+        os.replace(tmp_path / "staging" / "sentinel" / "3", root / "sentinel" / "3")
         os.kill(server.process.pid, signal.SIGHUP)  # and a forced rescan changes nothing
         time.sleep(2.5)
     finally:
