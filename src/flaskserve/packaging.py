@@ -4,6 +4,8 @@ The manifest is built here (schema, classes, ranges, smoke rows, importances,
 versions), the compiled model is added where it passes its parity gate, and
 :func:`flaskserve.artifact.write_artifact` writes the directory. The artifact
 module knows nothing of compiling; this module sits above it and the compiler.
+XGBoost and LightGBM models (and Pipelines ending in one) are stored in their own
+format, never pickled: :func:`flaskserve.boosters.split_booster` says which objects.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .artifact import Feature, ModelManifest, check_manifest, write_artifact
-from .boosters import NOT_COMPILED, split_booster
+from .boosters import NOT_COMPILED, BoosterParts, split_booster
 from .compiler import with_compiled
 from .frames import TypedSample, describe_frame, is_frame
 from .modelcard import feature_importances
@@ -47,11 +49,7 @@ def save_model(
 ) -> ModelManifest:
     """Write a fitted scikit-learn estimator or Pipeline as a model artifact.
 
-    :param estimator: a fitted classifier or regressor (or a Pipeline ending in one).
-        XGBoost and LightGBM models (``XGBClassifier``, ``XGBRegressor``,
-        ``LGBMClassifier``, ``LGBMRegressor``, a bare ``xgboost.Booster`` or
-        ``lightgbm.Booster``) are stored in their library's own file, never pickled
-        (:mod:`flaskserve.boosters`).
+    :param estimator: a fitted classifier or regressor (or Pipeline ending in one); XGBoost too.
     :param path: the artifact directory to create (written beside it, renamed into place).
     :param sample: training rows: a pandas DataFrame (text, ``category``, boolean and
         number columns; missing cells), or a 2-D array of numbers (``NaN`` for a
@@ -71,42 +69,69 @@ def save_model(
         shown on ``GET /model`` and the model card.
     :raises ValueError: the estimator, sample or names do not fit together.
     """
-    target = Path(path)
-    parts = split_booster(estimator)  # XGBoost and LightGBM: stored in their own format
-    model = parts.model if parts else estimator
-    task, labels = (parts.task, parts.labels) if parts else _task_and_labels(estimator)
-    if parts and feature_names is None and is_frame(sample):
-        feature_names = parts.frame_columns(sample)
+    parts, model, task, labels, feature_names = _taken_apart(estimator, sample, feature_names)
     typed = typed_sample(model, sample, feature_names) if sample is not None else None
     names = _checked_names(model, typed, feature_names, class_names, labels, version)
     payload = _serialized(parts.head if parts else estimator)
     manifest = ModelManifest(  # an existing artifact at *path* is replaced once this is whole
-        name=name or target.resolve().name,
+        name=name or Path(path).resolve().name,
         version=version,
         task=task,
         estimator=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-        features=typed.features if typed else tuple(Feature(n) for n in names),
         sha256=hashlib.sha256(payload).hexdigest(),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        labels=labels,
-        class_names=tuple(class_names) if class_names is not None else tuple(map(str, labels)),
         metrics=dict(metrics or {}),
-        sample=_smoke_sample(model, typed),
-        feature_importances=feature_importances(estimator, names),
         versions=_library_versions(),
-        input=typed.input if typed else "matrix",
-        booster=parts.record if parts else {},
+        **_described(estimator, model, typed, names, labels, class_names),
         source=dict(source or {}),
     )
     check_manifest(manifest)
     files = {manifest.model_file: payload}
-    if parts:  # compiling boosters is not done yet: their library serves them
-        files[parts.record["file"]] = parts.payload
-        manifest = replace(manifest, compiled=dict(NOT_COMPILED))
+    if parts:  # not compiled yet: the booster's own library serves it
+        manifest, files = _with_booster(parts, manifest, files)
     elif compile:
         manifest, files = _compiled(estimator, manifest, files, typed, holdout)
-    write_artifact(target, files, manifest)
+    write_artifact(Path(path), files, manifest)
     return manifest
+
+
+def _taken_apart(
+    estimator: Any, sample: Any, feature_names: Sequence[str] | None
+) -> tuple[BoosterParts | None, Any, str, tuple[Any, ...], Sequence[str] | None]:
+    """An XGBoost or LightGBM model's parts (else ``None``), what predicts as the estimator
+    does, its task and labels, and the feature names."""
+    parts = split_booster(estimator)
+    if parts is None:
+        return None, estimator, *_task_and_labels(estimator), feature_names
+    if feature_names is None and is_frame(sample):
+        feature_names = parts.frame_columns(sample)
+    return parts, parts.model, parts.task, parts.labels, feature_names
+
+
+def _described(
+    estimator: Any,
+    model: Any,
+    typed: TypedSample | None,
+    names: list[str],
+    labels: tuple[Any, ...],
+    class_names: Sequence[str] | None,
+) -> dict[str, Any]:
+    """The manifest's fields on features, classes and smoke rows."""
+    return {
+        "features": typed.features if typed else tuple(Feature(n) for n in names),
+        "labels": labels,
+        "class_names": tuple(class_names) if class_names is not None else tuple(map(str, labels)),
+        "sample": _smoke_sample(model, typed),
+        "feature_importances": feature_importances(estimator, names),
+        "input": typed.input if typed else "matrix",
+    }
+
+
+def _with_booster(
+    parts: BoosterParts, manifest: ModelManifest, files: dict[str, bytes]
+) -> tuple[ModelManifest, dict[str, bytes]]:
+    manifest = replace(manifest, booster=parts.record, compiled=dict(NOT_COMPILED))
+    return manifest, {**files, parts.record["file"]: parts.payload}
 
 
 def _compiled(
