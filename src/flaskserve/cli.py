@@ -18,6 +18,7 @@ from .admission import RUNTIME_CHOICES
 from .artifact import MANIFEST_NAME, ModelManifest, untrusted_types
 from .batch.options import DEFAULT_CHUNK_ROWS, ENGINES, FORMATS
 from .errors import ArtifactError, DatasetError, FlaskServeError, SettingsError
+from .mlflow_command import ModelSource
 from .packaging import save_model
 from .settings import DEFAULT_MODEL_DIR, Settings
 from .version import __version__
@@ -84,15 +85,18 @@ def _train(
 
 
 @main.command("import")
-@click.argument("pickle_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--features", required=True, help="Feature names in column order, comma-separated.")
+@click.argument(
+    "pickle_file",
+    metavar="PICKLE_FILE|MLFLOW_DIR|MODEL_URI",
+    type=ModelSource(exists=True, path_type=Path),
+)
+@click.option("--features", help="Feature names in column order, comma-separated.")
 @click.option("--class-names", help="Class names in the order of classes_, comma-separated.")
 @click.option("--name", help="The model's name (default: the --out directory's name).")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_MODEL_DIR,
-    show_default=True,
+    help=f"[default: {DEFAULT_MODEL_DIR}; an MLflow model: build/<name>]",
 )
 @click.option(
     "--trust-pickle",
@@ -100,18 +104,27 @@ def _train(
     help="I made this pickle and accept that loading it runs its code.",
 )
 def import_pickle(
-    pickle_file: Path,
-    features: str,
+    pickle_file: Path | str,
+    features: str | None,
     class_names: str | None,
     name: str | None,
-    out: Path,
+    out: Path | None,
     trust_pickle: bool,
 ) -> None:
-    """Convert a pickled model (e.g. the tutorial's build/model.pkl) into an artifact."""
+    """Convert a pickle (build/model.pkl), an MLflow model dir or models:/ URI into an artifact."""
     from .booster_import import import_if_native
     from .pickles import load_trusted_pickle
 
+    if isinstance(pickle_file, str) or pickle_file.is_dir():
+        from .mlflow_command import import_mlflow
+
+        split = _split(features), _split(class_names)
+        import_mlflow(str(pickle_file), *split, name, out, trust_pickle, _PICKLE_WARNING)
+        return
     import_if_native(pickle_file, features, class_names, name, out)  # XGBoost, LightGBM: ends
+    if features is None:
+        raise click.UsageError("Missing option '--features'.")
+    out = out or DEFAULT_MODEL_DIR
     if not trust_pickle:
         raise click.UsageError(_PICKLE_WARNING)
     try:
