@@ -117,6 +117,8 @@ def test_the_signature_and_example_type_the_features(models: Path, tmp_path: Pat
     mlmodel = (models / "census" / "MLmodel").read_text()
     assert f"model_uuid: {described['source']['model_uuid']}" in mlmodel
     assert described["name"] == "census"  # the directory's name
+    card = _client(tmp_path / "out").get("/ui/census").get_data(as_text=True)
+    assert 'id="source"' in card and described["source"]["model_uuid"] in card
 
 
 def test_without_an_input_example_the_signature_alone_types_them(
