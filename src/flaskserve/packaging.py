@@ -65,8 +65,7 @@ def save_model(
     :param holdout: held-out rows, checked by the compiled model's parity gate too.
     :param compile: also compile the model to ONNX (``model.onnx``) and record
         whether it passed the parity gate (see :mod:`flaskserve.compiler`).
-    :param source: where the model came from (``{"kind": "mlflow", "run_id": ...}``),
-        shown on ``GET /model`` and the model card.
+    :param source: where the model came from (``{"kind": "mlflow", ...}``), for ``GET /model``.
     :raises ValueError: the estimator, sample or names do not fit together.
     """
     parts, model, task, labels, feature_names = _taken_apart(estimator, sample, feature_names)
