@@ -65,10 +65,9 @@ def load_runtime(model_dir: str | os.PathLike[str], runtime: str = "auto") -> Ru
         return _load_compiled(directory, manifest, forced=runtime == "compiled")
     if runtime == "auto" and compiled.get("status"):
         logger.info(
-            "%s: serving scikit-learn: the compiled model is %s (%s)",
+            "%s: serving scikit-learn, not the compiled model: %s",
             directory,
-            compiled.get("status"),
-            compiled.get("reason") or "its parity gate failed",
+            compiled.get("reason") or f"its parity gate {compiled.get('status')}",
         )
     loaded = load_model(directory)
     declared = len(loaded.manifest.features)

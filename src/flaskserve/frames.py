@@ -220,8 +220,9 @@ def _encoder_categories(estimator: Any) -> dict[str, tuple[str, ...]]:
             categories = encoder.categories_
             if len(categories) != len(columns):
                 continue
+            filled = _fill_value(transformer)  # what a missing cell became: not a category
             for column, known in zip(columns, categories, strict=True):
-                text = tuple(str(c) for c in known if isinstance(c, str))
+                text = tuple(str(c) for c in known if isinstance(c, str) and c != filled)
                 if text and len(text) <= MAX_CATEGORIES:
                     found[column] = text
     return found
@@ -236,6 +237,13 @@ def _encoder(transformer: Any) -> Any:
     for step in [s for _, s in getattr(transformer, "steps", [])] or [transformer]:
         if hasattr(step, "categories_"):
             return step
+    return None
+
+
+def _fill_value(transformer: Any) -> Any:
+    for step in [s for _, s in getattr(transformer, "steps", [])]:
+        if getattr(step, "strategy", None) == "constant":
+            return step.fill_value
     return None
 
 

@@ -28,6 +28,8 @@ RANDOM_SEED = 1234
 N_TREES = 300
 TEST_SIZE = 0.3
 MAX_CLASSES_FOR_NUMERIC_TARGET = 20
+#: the category a missing text cell becomes in a trained pipeline (never listed as one)
+MISSING_TEXT = "(missing)"
 IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 
 
@@ -156,17 +158,32 @@ def _typed_pipeline(frame: Any, forest: Any) -> Any:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder
 
     text = [str(c) for c in frame.columns if not is_numeric_dtype(frame[c].dtype)]
     numbers = [str(c) for c in frame.columns if is_numeric_dtype(frame[c].dtype)]
     columns = ColumnTransformer(
         [
-            ("text", OneHotEncoder(handle_unknown="ignore"), text),
+            ("text", _one_hot(), text),
             ("numbers", SimpleImputer(strategy="median"), numbers),
         ]
     )
     return Pipeline([("columns", columns), ("forest", forest)])
+
+
+def _one_hot() -> Any:
+    """One-hot text where a missing cell is a category of its own, an unseen value ignored.
+
+    The gap is filled with a category before encoding, rather than left for the encoder
+    to take NaN as one: the same answers, and a pipeline the compiled runtime can take.
+    """
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    return make_pipeline(
+        SimpleImputer(strategy="constant", fill_value=MISSING_TEXT),
+        OneHotEncoder(handle_unknown="ignore"),
+    )
 
 
 def _per_class(
