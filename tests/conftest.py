@@ -14,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from census import census_frame, onehot_pipeline
+from components import require_module
 from flaskserve.app import create_app
 from flaskserve.packaging import save_model
 from flaskserve.settings import ENV_PREFIX, Settings
@@ -136,7 +137,7 @@ def http_server(request: pytest.FixtureRequest) -> str:
     over both (``liveserver.on_both_servers``)."""
     name: str = getattr(request, "param", SERVERS[0])
     if name == "granian":
-        pytest.importorskip("granian", reason="pip install 'flaskserve[granian]'")
+        require_module("granian", "pip install 'flaskserve[granian]'")
     return name
 
 

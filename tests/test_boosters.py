@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from sklearn.datasets import load_iris
 
 from census import as_categories, census_frame
+from components import require_module
 from flaskserve.admission import admit
 from flaskserve.artifact import read_manifest
 from flaskserve.cli import main
@@ -21,8 +22,8 @@ from flaskserve.errors import ArtifactError
 from flaskserve.packaging import save_model
 from flaskserve.schema import rows_input
 
-xgb = pytest.importorskip("xgboost", reason="pip install 'flaskserve[xgboost]'")
-lgb = pytest.importorskip("lightgbm", reason="pip install 'flaskserve[lightgbm]'")
+xgb = require_module("xgboost", "pip install 'flaskserve[xgboost]'")
+lgb = require_module("lightgbm", "pip install 'flaskserve[lightgbm]'")
 #: measured (2026-12, xgboost 3.2, lightgbm 4.7): 0.0, the runtime calls the same library
 TOLERANCE = 1e-6
 

@@ -15,11 +15,12 @@ from click.testing import CliRunner, Result
 from flask.testing import FlaskClient
 
 from census import ROW, census_frame, onehot_pipeline
+from components import require_module
 from flaskserve.app import create_app
 from flaskserve.cli import main
 from flaskserve.settings import Settings
 
-mlflow = pytest.importorskip("mlflow")
+mlflow = require_module("mlflow", "pip install 'flaskserve[mlflow]'")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:mlflow")
 
 
@@ -161,7 +162,7 @@ def test_a_pickled_flavour_is_imported_with_trust(models: Path, tmp_path: Path) 
 
 @pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
 def test_a_booster_flavour_answers_as_it_did(library: str, tmp_path: Path) -> None:
-    pytest.importorskip(library)
+    require_module(library, f"pip install 'flaskserve[{library}]'")
     model, numbers = _booster(library, tmp_path / "mlflow")
     result = _import(tmp_path, str(tmp_path / "mlflow"))
     assert result.exit_code == 0, result.output

@@ -10,12 +10,13 @@ import pytest
 from flask.testing import FlaskClient
 
 from census import as_categories, census_frame
+from components import require_module
 from flaskserve.app import create_app
 from flaskserve.packaging import save_model
 from flaskserve.settings import Settings
 
-xgb = pytest.importorskip("xgboost", reason="pip install 'flaskserve[xgboost]'")
-lgb = pytest.importorskip("lightgbm", reason="pip install 'flaskserve[lightgbm]'")
+xgb = require_module("xgboost", "pip install 'flaskserve[xgboost]'")
+lgb = require_module("lightgbm", "pip install 'flaskserve[lightgbm]'")
 
 
 def _model(library: str, frame: Any, target: Any) -> Any:

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from conftest import FLASKSERVE, ServerStarter
 
-http = pytest.importorskip("tritonclient.http", reason="pip install 'tritonclient[http]'")
+from components import require_module
+
+http = require_module("tritonclient.http", "pip install 'tritonclient[http]'")
 pytestmark = pytest.mark.integration
 
 DATATYPES = {
