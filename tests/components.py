@@ -26,4 +26,5 @@ def require_module(name: str, install: str) -> ModuleType:
             return importlib.import_module(name)
         except ImportError as e:
             pytest.fail(f"{name} is not installed ({e}): {install}; CI must not skip", False)
-    return pytest.importorskip(name, reason=install)
+    module: ModuleType = pytest.importorskip(name, reason=install)
+    return module
