@@ -33,7 +33,7 @@ def _cells(frame: Any) -> list[list[Any]]:
 
 
 def _served(path: Path, frame: Any, proba: bool) -> Any:
-    runtime = admit(path)
+    runtime = admit(path, "sklearn")  # the library itself (auto: ONNX where it compiled)
     rows = rows_input(runtime.manifest, _cells(frame), "row {}: ".format)
     return runtime, runtime.predict(rows, proba=proba)
 
@@ -67,9 +67,8 @@ def test_answers_equal_the_library_own(case: str, tmp_path: Path) -> None:
     library = case.split("-")[0].replace("xgb", "xgboost").replace("lgb", "lightgbm")
     record = manifest.booster
     assert record["library"] == library and record["format"] in ("xgboost-json", "lightgbm-text")
-    assert (tmp_path / case / record["file"]).exists() and manifest.compiled[
-        "status"
-    ] == "unsupported"
+    assert (tmp_path / case / record["file"]).exists()
+    assert manifest.compiled["status"] in ("passed", "unsupported")  # test_compiler_boosters.py
     assert read_manifest(tmp_path / case).booster == record
     classifier = manifest.task == "classification"
     runtime, answer = _served(tmp_path / case, frame, classifier)

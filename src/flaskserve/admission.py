@@ -56,12 +56,14 @@ def load_runtime(model_dir: str | os.PathLike[str], runtime: str = "auto") -> Ru
     if runtime not in RUNTIME_CHOICES:
         raise ArtifactError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIME_CHOICES)}")
     manifest = read_manifest(directory)
-    if manifest.booster and runtime != "compiled":  # XGBoost, LightGBM: their library answers
+    compiled = manifest.compiled
+    passed = compiled.get("status") == "passed"
+    # XGBoost, LightGBM: their library answers under "sklearn", and under "auto" unless compiled
+    if manifest.booster and (runtime == "sklearn" or (runtime == "auto" and not passed)):
         from .runtime.boosters import load_booster_runtime
 
         return load_booster_runtime(directory, manifest)
-    compiled = manifest.compiled
-    if runtime == "compiled" or (runtime == "auto" and compiled.get("status") == "passed"):
+    if runtime == "compiled" or (runtime == "auto" and passed):
         return _load_compiled(directory, manifest, forced=runtime == "compiled")
     if runtime == "auto" and compiled.get("status"):
         logger.info(
@@ -91,6 +93,9 @@ def _load_compiled(directory: Path, manifest: ModelManifest, *, forced: bool) ->
     # The scikit-learn model is not loaded, but a changed file still means a changed artifact.
     model_path = directory / manifest.model_file
     audit_model_file(read_verified(model_path, manifest.sha256), model_path)
+    booster = manifest.booster.get("file")  # not loaded either: still part of the artifact
+    if isinstance(booster, str) and Path(booster).name == booster:
+        read_verified(directory / booster, str(manifest.booster.get("sha256")))
     payload = read_verified(directory / name, str(record.get("sha256")))
     if forced and record.get("status") != "passed":
         logger.warning(

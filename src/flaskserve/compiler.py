@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import ModelManifest, load_model, write_artifact
+from .artifact import ModelManifest, load_model, read_verified, write_artifact
+from .errors import ArtifactError
 from .runtime.base import Prediction
 from .schema import Table, rows_input
 
@@ -153,6 +154,41 @@ def compile_typed(
     return last or Compiled(None, {"status": "unsupported", "reason": _typed_reason(failures)})
 
 
+def compile_booster(
+    head: Any,
+    manifest: ModelManifest,
+    files: dict[str, bytes],
+    rows: np.ndarray | Table | None,
+    holdout: np.ndarray | Table | None,
+) -> Compiled:
+    """:func:`compile_estimator` for an XGBoost or LightGBM artifact: the booster in *files*
+    converted by onnxmltools, the library's own answers taken as truth
+    (:mod:`flaskserve.compiler_boosters` says which rows); never raises for a model it
+    cannot compile.
+
+    :param head: the Pipeline steps before the booster, or ``"passthrough"``.
+    """
+    from . import compiler_boosters as boosters
+
+    reason = boosters.not_compiled(head, manifest)
+    if reason is not None:
+        return Compiled(None, {"status": "unsupported", "reason": reason})
+    native, width = boosters.read_booster(manifest, files), len(manifest.features)
+    matrix = rows if isinstance(rows, np.ndarray) else None
+    held = holdout if isinstance(holdout, np.ndarray) else None
+    base = parity_rows(None, width, matrix, held)
+    probes = threshold_rows(None, base, boosters.booster_splits(native))
+    gate, parts = boosters.gate_rows(base, matrix, held, probes)
+    expected = boosters.reference(native, manifest.task, gate)
+    try:
+        payload = boosters.convert_booster(native, width)
+        parity = _compare(payload, manifest.task, gate, expected, "float32", "none")
+    except Exception as e:  # onnxmltools and ONNX Runtime raise many kinds for what they cannot do
+        return Compiled(None, {"status": "unsupported", "reason": boosters.failure(native, e)})
+    record = _record(None, manifest.task, payload, "float32", "none", {**parity, "parts": parts})
+    return Compiled(payload, {**record, **boosters.record_fields(native, manifest.task)})
+
+
 def _typed_reason(failures: list[str]) -> str:
     """Why no graph ran: each float type's error, once if they are the same."""
     causes = {f.split(": ", 1)[-1] for f in failures}
@@ -196,9 +232,14 @@ def parity_rows(
     return np.vstack(parts)
 
 
-def threshold_rows(estimator: Any, base: np.ndarray) -> np.ndarray:
-    """Rows on, and one float32 step either side of, each split threshold of a tree model."""
-    splits = sorted({(int(f), float(t)) for f, t in _splits(estimator)})
+def threshold_rows(
+    estimator: Any, base: np.ndarray, splits: list[tuple[int, float]] | None = None
+) -> np.ndarray:
+    """Rows on, and one float32 step either side of, each split threshold of a tree model.
+
+    :param splits: (feature, threshold) pairs; default the scikit-learn trees' own.
+    """
+    splits = sorted({(int(f), float(t)) for f, t in (splits or _splits(estimator))})
     if not splits or not len(base):
         return np.empty((0, base.shape[1]))
     out = np.repeat(base[np.arange(len(splits)) % len(base)], 3, axis=0)
@@ -301,18 +342,22 @@ def compile_artifact(path: str | os.PathLike[str]) -> ModelManifest:
     directory = Path(path)
     loaded = load_model(directory)
     manifest = loaded.manifest
-    payload = (directory / manifest.model_file).read_bytes()
+    files = {manifest.model_file: (directory / manifest.model_file).read_bytes()}
+    if manifest.booster:  # compiled from the booster's own file, as save_model does
+        name = str(manifest.booster.get("file"))
+        if Path(name).name != name:
+            raise ArtifactError(f"{directory}: the manifest's booster record is malformed")
+        files[name] = read_verified(directory / name, str(manifest.booster.get("sha256")))
     known = [f for f in manifest.features if f.min is not None and f.max is not None]
     rows: np.ndarray | Table | None = None
     if manifest.input == "frame":
         rows = _smoke_table(manifest)
     elif len(known) == len(manifest.features):
-        rows = np.array(
-            [[f.min for f in known], [f.max for f in known], *manifest.sample.get("inputs", [])]
+        rows = np.array(  # a missing smoke cell (None) is NaN
+            [[f.min for f in known], [f.max for f in known], *manifest.sample.get("inputs", [])],
+            dtype=np.float64,
         )
-    manifest, files = with_compiled(
-        loaded.estimator, manifest, {manifest.model_file: payload}, rows, None
-    )
+    manifest, files = with_compiled(loaded.estimator, manifest, files, rows, None)
     write_artifact(directory, files, manifest)
     return manifest
 
@@ -332,8 +377,14 @@ def with_compiled(
     rows: np.ndarray | Table | None,
     holdout: np.ndarray | Table | None,
 ) -> tuple[ModelManifest, dict[str, bytes]]:
-    """*manifest* with its ``compiled`` record, and *files* with the compiled model if any."""
-    if manifest.input == "frame":
+    """*manifest* with its ``compiled`` record, and *files* with the compiled model if any.
+
+    :param estimator: for a booster artifact, the Pipeline steps before the booster
+        (``"passthrough"`` without any); the booster itself is read from *files*.
+    """
+    if manifest.booster:
+        compiled = compile_booster(estimator, manifest, files, rows, holdout)
+    elif manifest.input == "frame":
         typed_rows = rows if isinstance(rows, Table) else None
         typed_holdout = holdout if isinstance(holdout, Table) else None
         compiled = compile_typed(estimator, manifest, typed_rows, typed_holdout)

@@ -63,8 +63,8 @@ def save_model(
     :param version: a positive integer.
     :param metrics: evaluation figures to record (e.g. ``{"accuracy": 0.95}``).
     :param holdout: held-out rows, checked by the compiled model's parity gate too.
-    :param compile: also compile the model to ONNX (``model.onnx``) and record
-        whether it passed the parity gate (see :mod:`flaskserve.compiler`).
+    :param compile: also compile the model to ONNX (``model.onnx``; XGBoost and LightGBM
+        with onnxmltools) and record whether it passed the parity gate (:mod:`flaskserve.compiler`).
     :param source: where the model came from (``{"kind": "mlflow", ...}``), for ``GET /model``.
     :raises ValueError: the estimator, sample or names do not fit together.
     """
@@ -86,10 +86,10 @@ def save_model(
     )
     check_manifest(manifest)
     files = {manifest.model_file: payload}
-    if parts:  # not compiled yet: the booster's own library serves it
+    if parts:  # in its own format; compiled below from that file, as `flaskserve compile` does
         manifest, files = _with_booster(parts, manifest, files)
-    elif compile:
-        manifest, files = _compiled(estimator, manifest, files, typed, holdout)
+    if compile:
+        manifest, files = _compiled(estimator, manifest, files, typed, holdout, parts)
     write_artifact(Path(path), files, manifest)
     return manifest
 
@@ -139,14 +139,19 @@ def _compiled(
     files: dict[str, bytes],
     typed: TypedSample | None,
     holdout: Any,
+    parts: BoosterParts | None = None,
 ) -> tuple[ModelManifest, dict[str, bytes]]:
+    """*manifest* and *files* with the compiled model; a booster's is compiled from its own
+    file, the Pipeline steps in front of it (``parts.head``) given to the compiler."""
     held = None
     if holdout is not None:
-        held = typed_sample(estimator, holdout, list(manifest.feature_names)).rows
+        model = parts.model if parts else estimator
+        held = typed_sample(model, holdout, list(manifest.feature_names)).rows
+    compiled = parts.head if parts else estimator
     with warnings.catch_warnings():
         # fitted on a DataFrame of numbers, checked on matrices (the answers are the same)
         warnings.filterwarnings("ignore", "X does not have valid feature names")
-        return with_compiled(estimator, manifest, files, typed.rows if typed else None, held)
+        return with_compiled(compiled, manifest, files, typed.rows if typed else None, held)
 
 
 def typed_sample(

@@ -12,6 +12,8 @@ missing text cell is fed as the text the compiler recorded (``missing_text``),
 which the compiled imputers take for missing; a ``category`` value the model does
 not know is fed as missing too, as :meth:`Table.to_frame` gives it to scikit-learn.
 The parity gate proves both mappings or the compiled model is not served.
+An XGBoost or LightGBM graph (onnxmltools) answers class indices, which the
+manifest's labels name.
 """
 
 from __future__ import annotations
@@ -180,6 +182,8 @@ class CompiledRuntime:
             manifest.compiled.get("probabilities")
         )
         self._labels = np.asarray(manifest.labels) if manifest.task == "classification" else None
+        # an XGBoost or LightGBM graph answers class indices 0..k-1; skl2onnx's, the labels
+        self._by_index = record.get("labels") == "index" and self._labels is not None
 
     @property
     def manifest(self) -> ModelManifest:
@@ -205,7 +209,9 @@ class CompiledRuntime:
         # before the labels' cast: a NaN label would become some integer
         if predictions.dtype.kind == "f" and not np.isfinite(predictions).all():
             raise ModelError("the model produced non-finite predictions")
-        if self._labels is not None:  # ONNX gives int64 or str; keep the manifest's label type
+        if self._by_index and self._labels is not None:
+            predictions = self._labels[predictions.astype(np.intp, copy=False)]
+        elif self._labels is not None:  # ONNX gives int64 or str; keep the manifest's label type
             predictions = predictions.astype(self._labels.dtype, copy=False)
         probabilities = result.probabilities if proba else None
         if probabilities is not None and not np.isfinite(probabilities).all():
