@@ -17,8 +17,14 @@ ColumnTransformer pipeline, compiled and on scikit-learn. Their single-row
 request is a record with a missing cell; their batch is 10,000 such records.
 ``--mixed-only`` runs (b), (e) and (e') alone and prints their table.
 
+Servers (f), (f'), (g) and (g') serve 300-tree XGBoost and LightGBM classifiers of
+iris (the tutorial's single row; batches of 10,000 records), compiled to ONNX with
+onnxmltools and on their own library (``--runtime sklearn``). ``--boosters-only``
+runs (b) and these alone and prints their table.
+
     python benchmarks/serve_bench.py [--duration 10] [--workers 2] [--rounds 3] [--pairs 10]
     python benchmarks/serve_bench.py --mixed-only [--duration 5]
+    python benchmarks/serve_bench.py --boosters-only [--duration 5]
 
 Traffic goes to 127.0.0.1 only, and every load run is bounded in time.
 """
@@ -61,6 +67,7 @@ MIXED_ROW: dict[str, Any] = {
     "capital_gain": 2174.0,
 }
 MIXED = "(e"  # the names of the mixed-type model's servers start so
+BOOSTERS = ("(f", "(g")  # and the XGBoost and LightGBM models' servers
 PASSES = 5  # batch timings are short: each is the median of this many passes
 # the ratios the targets name, each also measured by loading the two servers alternately
 PAIRED = (("(b)", "(d)"), ("(b)", "(a)"), ("(c)", "(a)"))
@@ -100,20 +107,29 @@ def main() -> None:
     parser.add_argument(
         "--mixed-only", action="store_true", help="only (b) and the mixed-type model's (e), (e')"
     )
+    parser.add_argument(
+        "--boosters-only", action="store_true", help="only (b) and the boosters' (f) to (g')"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
     with tempfile.TemporaryDirectory(prefix="flaskserve-bench-") as tmp:
         work = Path(tmp)
         artifact = _prepare(work)
-        mixed = _prepare_mixed(work)
-        servers = _servers(work, artifact, mixed, args.workers)
+        mixed = work / "census" if args.boosters_only else _prepare_mixed(work)
+        boosters = _prepare_boosters(work) if not args.mixed_only else {}
+        servers = _servers(work, artifact, mixed, args.workers, boosters)
         if args.mixed_only:
             servers = [s for s in servers if s[0].startswith(("(b)", MIXED))]
+        if args.boosters_only:
+            servers = [s for s in servers if s[0].startswith(("(b)", *BOOSTERS))]
         results = _measure_all(servers, work, args, artifact, mixed)
-    if not args.mixed_only:
+    if not (args.mixed_only or args.boosters_only):
         _print_table(results, args)
-    _print_mixed(results, args)
+    if not args.boosters_only:
+        _print_mixed(results, args)
+    if not args.mixed_only:
+        _print_boosters(results, args)
 
 
 def _prepare(work: Path) -> Path:
@@ -186,8 +202,45 @@ def _prepare_mixed(work: Path) -> Path:
     return artifact
 
 
+def _prepare_boosters(work: Path) -> dict[str, Path]:
+    """300-tree XGBoost and LightGBM classifiers of iris, saved (and compiled) by save_model."""
+    import lightgbm as lgb
+    import xgboost as xgb
+    from sklearn.datasets import load_iris
+
+    from flaskserve import save_model
+
+    x, y = load_iris(return_X_y=True)
+    models: dict[str, Any] = {
+        "xgboost": xgb.XGBClassifier(n_estimators=300, max_depth=6, n_jobs=1),
+        "lightgbm": lgb.LGBMClassifier(n_estimators=300, verbose=-1, n_jobs=1),
+    }
+    out = {}
+    for library, model in models.items():
+        out[library] = work / f"iris-{library}"
+        start = time.perf_counter()
+        manifest = save_model(
+            model.fit(x, y),
+            out[library],
+            sample=x,
+            feature_names=FEATURES,
+            class_names=["setosa", "versicolor", "virginica"],
+            name="iris",
+        )
+        compiled = manifest.compiled
+        parity = compiled.get("parity", {})
+        print(
+            f"{library} model saved in {time.perf_counter() - start:.1f} s: compiled"
+            f" {compiled['status']} {compiled.get('reason', '')}, {parity.get('rows')} gate rows"
+            f" {parity.get('parts')}, {parity.get('mismatches')} mismatches, max difference"
+            f" {parity.get('max_difference')}",
+            file=sys.stderr,
+        )
+    return out
+
+
 def _servers(
-    work: Path, artifact: Path, mixed: Path, workers: int
+    work: Path, artifact: Path, mixed: Path, workers: int, boosters: dict[str, Path]
 ) -> list[tuple[str, list[str], dict[str, str]]]:
     gunicorn = [
         str(BIN / "gunicorn"),
@@ -231,6 +284,16 @@ def _servers(
             [*flaskserve[:2], str(mixed), *flaskserve[3:], "--runtime", "sklearn"],
             {},
         ),
+        *[
+            (
+                f"({letter}{mark}) {library} 300 trees, {'compiled (ONNX)' if compiled else 'native'}",
+                [*flaskserve[:2], str(path), *flaskserve[3:]]
+                + ([] if compiled else ["--runtime", "sklearn"]),
+                {},
+            )
+            for (library, path), letter in zip(boosters.items(), "fg", strict=False)
+            for mark, compiled in (("", True), ("'", False))
+        ],
         (
             "(c') flaskserve, scikit-learn, no batching",
             [*flaskserve, "--runtime", "sklearn", "--threads", "1"],
@@ -291,13 +354,17 @@ def _measure_all(
                     result.rounds.setdefault(connections, []).append((rps, p50, p99))
                     result.errors[connections] = result.errors.get(connections, 0) + errors
             print(f"round {round_number + 1} of {args.rounds} done", file=sys.stderr)
-        if not args.mixed_only:
+        if not (args.mixed_only or args.boosters_only):
             _paired(running, work, args)
         for result, command, process, url in running:
             result.worker_rss_mb = _worker_rss_mb(process.pid)
             if Path(command[0]).name == "flaskserve":  # the model servers, not the ceiling
-                runtime = "sklearn" if "scikit" in result.name else "compiled"
-                if result.name.startswith(MIXED):
+                native = "scikit" in result.name or "native" in result.name
+                runtime = "sklearn" if native else "compiled"
+                if result.name.startswith(BOOSTERS):
+                    result.batch_rows_per_s = _records_batch(url)
+                    result.in_process_rows_per_s = _in_process(Path(command[2]), runtime)
+                elif result.name.startswith(MIXED):
                     result.batch_rows_per_s = _mixed_batch(url)
                     result.in_process_rows_per_s = _mixed_in_process(mixed, runtime)
                 else:
@@ -435,6 +502,20 @@ def _in_process(artifact: Path, runtime: str) -> dict[int, float]:
     return out
 
 
+def _records_batch(url: str) -> dict[str, float]:
+    """10,000 iris records to ``/predict``, rows/s (the median of PASSES posts)."""
+    body = json.dumps([dict(zip(FEATURES, r, strict=True)) for r in _rows(10_000).tolist()])
+    rates = []
+    for _ in range(PASSES):
+        start = time.perf_counter()
+        response = requests.post(
+            url + "/predict", data=body, headers={"Content-Type": "application/json"}, timeout=120
+        )
+        response.raise_for_status()
+        rates.append(10_000 / (time.perf_counter() - start))
+    return {"10000 records": float(np.median(rates))}
+
+
 def _mixed_records(count: int) -> list[dict[str, Any]]:
     """*count* records of the mixed-type model (not its training rows), missing cells as null."""
     frame, _ = mixed_frame(count, seed=99)
@@ -562,6 +643,28 @@ def _print_mixed(results: list[Result], args: argparse.Namespace) -> None:
                 f" {rounds} | {http:,.0f} | {inner:,.0f} | {100 * http / inner:.0f}% |"
             )
     print("\ntargets: (e) ≥ 50% of (b) in req/s c=16; (e) HTTP ≥ 50% of in process")
+
+
+def _print_boosters(results: list[Result], args: argparse.Namespace) -> None:
+    """The XGBoost and LightGBM models' rows beside the iris forest's, compiled and native."""
+    iris = next(r for r in results if r.name.startswith("(b)"))
+    iris_rps = iris.median(16)[0]
+    print(
+        f"\n{os.cpu_count()} cores, {args.workers} workers, {args.duration} s per wrk run,"
+        f" median of {args.rounds} rounds\n\n| server | req/s c=16 | p50/p99 ms c=16 |"
+        " ÷ (b) c=16 | rounds c=16 | 10,000-row batch rows/s over HTTP | in process | HTTP ÷ in process |"
+        "\n|---|---|---|---|---|---|---|---|"
+    )
+    for r in results:
+        if r.name.startswith(("(b)", *BOOSTERS)):
+            rps, p50, p99 = r.median(16)
+            rounds = " / ".join(f"{run[0]:.0f}" for run in r.rounds[16])
+            key = next(k for k in r.batch_rows_per_s if k.startswith("10000"))
+            http, inner = r.batch_rows_per_s[key], r.in_process_rows_per_s[10_000]
+            print(
+                f"| {r.name} | {rps:.0f} | {p50:.2f} / {p99:.2f} | {100 * rps / iris_rps:.0f}% |"
+                f" {rounds} | {http:,.0f} | {inner:,.0f} | {100 * http / inner:.0f}% |"
+            )
 
 
 def _ratio(value: float, as_share: bool) -> str:

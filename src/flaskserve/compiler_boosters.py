@@ -6,8 +6,8 @@ file (``model.json``, ``model.txt``), so ``save_model`` and ``flaskserve compile
 convert the same thing. onnxmltools turns its trees into ONNX's tree ensemble, one
 float32 matrix input, which ONNX Runtime evaluates (:mod:`flaskserve.runtime.compiled`).
 onnxmltools with ONNX Runtime was chosen over Treelite (its checkpoint, run by GTIL) by
-measurement (docs/performance.md): 13-15 µs a row against 91-96 µs, and 10,000 rows in
-66-107 ms against 445-600 ms, for 300 trees on one thread.
+measurement (docs/performance.md): 13-16 µs a row against 91-142 µs, and 10,000 rows in
+66-109 ms against 445-627 ms, for 300 trees on one thread.
 
 The gate is the scikit-learn one (:mod:`flaskserve.compiler`), the library's own
 answers taken as truth: the training and held-out rows, 100,000 random rows over ±10%
