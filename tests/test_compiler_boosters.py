@@ -116,6 +116,32 @@ def test_a_booster_that_fails_the_gate_is_served_by_its_library(tmp_path: Path) 
     assert admit(tmp_path / "diabetes", "compiled").kind == "onnx"  # the operator's override
 
 
+def test_early_stopping_compiles_the_best_trees_only(tmp_path: Path) -> None:
+    x, y = _with_missing(X_IRIS, 4), Y_IRIS == 1
+    train, held = np.arange(len(x)) % 3 != 0, np.arange(len(x)) % 3 == 0
+    model = xgb.XGBClassifier(n_estimators=200, max_depth=3, early_stopping_rounds=5)
+    model.fit(x[train], y[train], eval_set=[(x[held], y[held])], verbose=False)
+    assert model.best_iteration < 199  # XGBoost answers from fewer trees than it holds
+    manifest = save_model(model, tmp_path / "early", sample=x[train], holdout=x[held])
+    assert manifest.compiled["status"] == "passed", manifest.compiled
+    rows = _fresh_rows(x)
+    answer = admit(tmp_path / "early").predict(rows, proba=True)
+    assert np.array_equal(answer.predictions, model.predict(rows))
+    assert np.abs(answer.probabilities - model.predict_proba(rows)).max() <= TOLERANCE
+
+
+def test_lightgbm_category_splits_in_a_matrix_fail_the_gate(tmp_path: Path) -> None:
+    # a column of integer codes declared categorical: onnxmltools' graph answers otherwise
+    rng = np.random.default_rng(0)
+    codes, noise = rng.integers(0, 6, 600), rng.normal(size=600)
+    x = np.column_stack([codes, noise]).astype(np.float64)
+    y = (codes % 2 == 0) ^ (noise > 0)
+    model = lgb.LGBMClassifier(n_estimators=20, verbose=-1, min_child_samples=5)
+    manifest = save_model(model.fit(x, y, categorical_feature=[0]), tmp_path / "codes", sample=x)
+    assert manifest.compiled["status"] == "failed"
+    assert admit(tmp_path / "codes").kind == "lightgbm"
+
+
 def test_a_missing_value_other_than_nan_is_not_compiled(tmp_path: Path) -> None:
     model = xgb.XGBClassifier(n_estimators=20, max_depth=3, missing=0.0).fit(X_IRIS, Y_IRIS)
     manifest = save_model(model, tmp_path / "zero", sample=X_IRIS)

@@ -124,7 +124,10 @@ def convert_booster(native: NativeModel, width: int) -> bytes:
 
     types = [("input", FloatTensorType([None, width]))]
     if native.library == "xgboost":
-        model = convert_xgboost(native.booster, initial_types=types)
+        booster, best = native.booster, native.booster.attr("best_iteration")
+        if best is not None:  # early stopping: XGBoost answers from the best trees only
+            booster = booster[: int(best) + 1]
+        model = convert_xgboost(booster, initial_types=types)
     else:
         model = convert_lightgbm(native.booster, initial_types=types, zipmap=False)
     for output in model.graph.output:  # LightGBM's label says [1]: ONNX Runtime warns each call
