@@ -30,8 +30,8 @@ from .schema import rows_input
 logger = logging.getLogger(__name__)
 
 #: ``auto``: the compiled model if it passed its parity gate, else scikit-learn;
-#: ``sklearn``: always scikit-learn; ``compiled``: the compiled model even if it
-#: failed the gate (an operator's override).
+#: ``sklearn``: always scikit-learn (an XGBoost or LightGBM model: its library);
+#: ``compiled``: the compiled model even if it failed the gate (an operator's override).
 RUNTIME_CHOICES = ("auto", "sklearn", "compiled")
 
 
