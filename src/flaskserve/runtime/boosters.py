@@ -97,6 +97,7 @@ def _read_xgboost(payload: bytes, where: object) -> NativeModel:
     booster = xgb.Booster()
     try:
         booster.load_model(bytearray(payload))
+        booster.set_param({"nthread": 1})  # one thread per call, as for LightGBM
         learner = json.loads(booster.save_config())["learner"]
     except xgb.core.XGBoostError as e:
         raise ArtifactError(f"{where}: not a readable XGBoost model ({_first_line(e)})") from e
@@ -224,7 +225,9 @@ class BoosterModel:
         features = self.head.transform(rows) if self.head is not None else rows
         booster = self.native.booster
         if self.native.library == "lightgbm":
-            return np.asarray(booster.predict(features))
+            # one thread per call: a server runs a worker per core, and OpenMP's team per
+            # call would have the workers' threads fight over the same cores
+            return np.asarray(booster.predict(features, num_threads=1))
         try:  # as XGBClassifier.predict: in place, else through a DMatrix
             return np.asarray(
                 booster.inplace_predict(
