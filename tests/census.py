@@ -122,3 +122,16 @@ def strict_pipeline(frame: Any, target: Any) -> tuple[Any, Any]:
     )
     model = make_pipeline(columns, LogisticRegression(max_iter=500))
     return model.fit(frame[complete], target[complete]), frame[complete]
+
+
+def booster(library: str, frame: Any, target: Any, trees: int = 20) -> Any:
+    """An XGBoost or LightGBM classifier on *frame* (``category`` columns, missing cells)."""
+    if library == "xgboost":
+        import xgboost
+
+        model = xgboost.XGBClassifier(n_estimators=trees, max_depth=3, enable_categorical=True)
+        return model.fit(frame, target == ">50K")
+    import lightgbm
+
+    model = lightgbm.LGBMClassifier(n_estimators=trees, verbose=-1, min_child_samples=5)
+    return model.fit(frame, target)

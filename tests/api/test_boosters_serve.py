@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
-from census import as_categories, census_frame
+from census import as_categories, booster, census_frame
 from components import require_module
 from flaskserve.app import create_app
 from flaskserve.packaging import save_model
@@ -19,20 +19,13 @@ xgb = require_module("xgboost", "pip install 'flaskserve[xgboost]'")
 lgb = require_module("lightgbm", "pip install 'flaskserve[lightgbm]'")
 
 
-def _model(library: str, frame: Any, target: Any) -> Any:
-    if library == "xgboost":
-        model = xgb.XGBClassifier(n_estimators=20, max_depth=3, enable_categorical=True)
-        return model.fit(frame, target == ">50K")
-    return lgb.LGBMClassifier(n_estimators=20, verbose=-1, min_child_samples=5).fit(frame, target)
-
-
 @pytest.fixture(scope="module", params=["xgboost", "lightgbm"])
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[FlaskClient, Any, Any]:
     frame, target = census_frame(rows=300)
     typed = as_categories(frame)
-    model = _model(request.param, typed, target)
+    model = booster(request.param, typed, target)
     out = tmp_path_factory.mktemp(request.param) / "census"
     save_model(model, out, sample=typed)
     client = create_app(Settings(model_dir=out, runtime="sklearn")).test_client()

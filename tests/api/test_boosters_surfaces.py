@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from census import as_categories, census_frame
+from census import as_categories, booster, census_frame
 from components import require_module
 from flaskserve.app import create_app
 from flaskserve.cli import main
@@ -21,33 +21,26 @@ lgb = require_module("lightgbm", "pip install 'flaskserve[lightgbm]'")
 xgb = require_module("xgboost", "pip install 'flaskserve[xgboost]'")
 
 
-def _fitted(library: str, frame: Any, target: Any) -> Any:
-    if library == "xgboost":
-        model = xgb.XGBClassifier(n_estimators=15, max_depth=3, enable_categorical=True)
-        return model.fit(frame, target == ">50K")
-    return lgb.LGBMClassifier(n_estimators=15, verbose=-1, min_child_samples=5).fit(frame, target)
-
-
 @pytest.fixture(scope="module", params=["xgboost", "lightgbm"])
-def booster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def served_booster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     frame, target = census_frame(rows=300, seed=5)
     typed = as_categories(frame)
-    model = _fitted(request.param, typed, target)
+    model = booster(request.param, typed, target, trees=15)
     out = tmp_path_factory.mktemp(request.param) / "census"
     save_model(model, out, sample=typed, compile=False)  # the native runtime serves
     return out, model, frame
 
 
-def test_the_web_page_offers_the_categories(booster: Any) -> None:
-    out, _, _ = booster
+def test_the_web_page_offers_the_categories(served_booster: Any) -> None:
+    out, _, _ = served_booster
     page = create_app(Settings(model_dir=out)).test_client().get("/ui/census")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "<select" in html and "Doctorate" in html and "Self-emp" in html
 
 
-def test_batch_scores_like_the_library(booster: Any, tmp_path: Path) -> None:
-    out, model, frame = booster
+def test_batch_scores_like_the_library(served_booster: Any, tmp_path: Path) -> None:
+    out, model, frame = served_booster
     rows = frame.iloc[:120]
     rows.to_csv(tmp_path / "in.csv", index=False)
     result = CliRunner().invoke(
