@@ -99,3 +99,28 @@ def test_unknown_categories_of_a_category_column_are_missing_to_the_model() -> N
     frame = Table((feature,), (typed_column(feature, ["b", "new", None], str),)).to_frame()
     assert frame["c"].cat.codes.tolist() == [1, -1, -1]
     assert list(frame["c"].cat.categories) == list(CATEGORIES)
+
+
+def test_the_public_dataframe_constructor_gives_the_same_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``_from_arrays`` is pandas' private API: without it the frame is built the public way."""
+    import pandas as pd
+
+    features = (
+        Feature("n", "float64", nullable=True),
+        Feature("w", "str", nullable=True),
+        Feature("c", "category", categories=CATEGORIES),
+        Feature("b", "bool"),
+    )
+    cells: list[list[Any]] = [[1.5, None], ["x", None], ["a", "Z"], [True, False]]
+    table = Table(
+        features, tuple(typed_column(f, c, str) for f, c in zip(features, cells, strict=True))
+    )
+    fast = table.to_frame()
+    monkeypatch.delattr(pd.DataFrame, "_from_arrays")
+    public = table.to_frame()
+    pd.testing.assert_frame_equal(fast, public, check_dtype=False)
+    # text may be object or pandas' str dtype: scikit-learn takes both alike
+    for name in ("n", "c", "b"):
+        assert fast[name].dtype == public[name].dtype

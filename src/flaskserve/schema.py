@@ -90,8 +90,11 @@ class Table:
         import pandas as pd
 
         arrays = [_pandas_array(f, c) for f, c in zip(self.features, self.columns, strict=True)]
+        from_arrays = getattr(pd.DataFrame, "_from_arrays", None)
+        if from_arrays is None:  # a pandas without it (private API): the public way, slower
+            return pd.DataFrame(dict(zip(self.names, arrays, strict=True)), copy=False)
         # 50-70 us for a row, against 130 for DataFrame(dict): the arrays are already typed
-        return pd.DataFrame._from_arrays(
+        return from_arrays(
             arrays, columns=self.names, index=pd.RangeIndex(len(self)), verify_integrity=False
         )
 
