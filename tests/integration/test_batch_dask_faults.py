@@ -97,19 +97,33 @@ def _kill_a_busy_worker(run: subprocess.Popen[bytes], output: Path, cluster: Any
                 break
             time.sleep(0.02)
         assert run.poll() is None and not output.exists(), "the run ended before the kill"
-        victim = _busy_worker(client, deadline) or next(iter(pids))
-        pid = pids[victim]
-        # Stopped, the worker keeps every piece given to it, and the run cannot finish
-        # without them: the kill surely lands while it holds one (which a kill of a running
-        # worker between two pieces would not). Any piece held counts against
-        # allowed-failures, running or queued.
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            while time.monotonic() < deadline and not client.processing([victim]).get(victim):
-                time.sleep(0.02)
-            assert client.processing([victim]).get(victim), "the stopped worker got no piece"
-        finally:
-            os.kill(pid, signal.SIGKILL)
+        while True:  # until a stopped worker holds a piece (it may finish one as it stops)
+            assert run.poll() is None and time.monotonic() < deadline, "no worker held a piece"
+            victim = _busy_worker(client, deadline) or next(iter(pids))
+            pid = pids[victim]
+            # Stopped, the worker keeps every piece given to it, and the run cannot finish
+            # without them: the kill surely lands while it holds one (which a kill of a
+            # running worker between two pieces would not). Any piece held counts against
+            # allowed-failures, running or queued.
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                held = _holds_a_piece(client, victim, within=1.0)
+            except BaseException:
+                os.kill(pid, signal.SIGKILL)  # never leave a stopped worker behind
+                raise
+            if held:
+                break
+            os.kill(pid, signal.SIGCONT)  # it finished its piece as it stopped: choose again
+        os.kill(pid, signal.SIGKILL)
+
+
+def _holds_a_piece(client: Any, worker: str, within: float) -> bool:
+    until = time.monotonic() + within
+    while time.monotonic() < until:
+        if client.processing([worker]).get(worker):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def _busy_worker(client: Any, deadline: float) -> str | None:
