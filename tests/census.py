@@ -14,6 +14,15 @@ WORKCLASSES = ("Private", "Self-emp", "Federal-gov", "Local-gov")
 EDUCATIONS = ("HS-grad", "Some-college", "Bachelors", "Masters", "Doctorate")
 SEXES = ("Female", "Male")
 FEATURES = ("age", "workclass", "education", "sex", "hours_per_week", "capital_gain")
+#: the v2 datatype of each feature, as a v2 client sends them
+V2_DATATYPES = {
+    "age": "INT64",
+    "workclass": "BYTES",
+    "education": "BYTES",
+    "sex": "BYTES",
+    "hours_per_week": "FP64",
+    "capital_gain": "FP64",
+}
 #: one row as a client sends it: a missing cell is null
 ROW = {
     "age": 39,

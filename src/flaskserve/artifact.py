@@ -135,6 +135,11 @@ class ModelManifest:
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
+    @cached_property  # read on every request
+    def plain_numbers(self) -> bool:
+        """Rows are a float64 matrix of numbers that are never missing: the fast path."""
+        return self.input == "matrix" and not any(f.nullable for f in self.features)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         # a feature's typing fields only where they say something: a manifest of

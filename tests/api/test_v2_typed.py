@@ -19,21 +19,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from assertions import assert_error, json_body
-from census import FEATURES
+from census import FEATURES, V2_DATATYPES
 from flaskserve import save_model
 from flaskserve.app import create_app
 from flaskserve.settings import Settings
 from v2_examples import ROWS
 
 INFER = "/v2/models/census/infer"
-DATATYPES = {
-    "age": "INT64",
-    "workclass": "BYTES",
-    "education": "BYTES",
-    "sex": "BYTES",
-    "hours_per_week": "FP64",
-    "capital_gain": "FP64",
-}
 BINARY_HEADER = "Inference-Header-Content-Length"
 
 
@@ -50,7 +42,7 @@ def _inputs(frame: Any, shape: list[int] | None = None) -> list[dict[str, Any]]:
             "datatype": datatype,
             "data": _cells(frame[name]),
         }
-        for name, datatype in DATATYPES.items()
+        for name, datatype in V2_DATATYPES.items()
     ]
 
 
@@ -93,7 +85,7 @@ def test_column_shaped_inputs(census_app: Flask, census_pipeline: Any, census: A
 def test_metadata_lists_one_input_per_feature(census_app: Flask) -> None:
     body = json_body(census_app.test_client().get("/v2/models/census"))
     assert body["inputs"] == [
-        {"name": n, "datatype": t, "shape": [-1]} for n, t in DATATYPES.items()
+        {"name": n, "datatype": t, "shape": [-1]} for n, t in V2_DATATYPES.items()
     ]
     features = {f["name"]: f for f in body["parameters"]["features"]}
     assert list(features) == list(FEATURES)
@@ -194,7 +186,7 @@ def test_strict_model_refuses(
 def _binary_body(frame: Any, **request: Any) -> tuple[bytes, dict[str, str]]:
     """The body tritonclient sends: JSON, then each tensor's raw bytes; no Content-Type."""
     inputs, tensors = [], []
-    for name, datatype in DATATYPES.items():
+    for name, datatype in V2_DATATYPES.items():
         if datatype == "BYTES":
             raw = b"".join(struct.pack("<I", len(v.encode())) + v.encode() for v in frame[name])
         else:

@@ -15,19 +15,11 @@ import numpy as np
 import pytest
 from conftest import FLASKSERVE, ServerStarter
 
+from census import V2_DATATYPES
 from components import require_module
 
 http = require_module("tritonclient.http", "pip install 'tritonclient[http]'")
 pytestmark = pytest.mark.integration
-
-DATATYPES = {
-    "age": "INT64",
-    "workclass": "BYTES",
-    "education": "BYTES",
-    "sex": "BYTES",
-    "hours_per_week": "FP64",
-    "capital_gain": "FP64",
-}
 
 
 @pytest.fixture()
@@ -45,7 +37,7 @@ def triton(start: ServerStarter, model_dir: Path, census_dir: Path, tmp_path: Pa
 
 def _census_inputs(frame: Any) -> list[Any]:
     inputs = []
-    for name, datatype in DATATYPES.items():
+    for name, datatype in V2_DATATYPES.items():
         column = frame[name].to_numpy(dtype=object if datatype == "BYTES" else None)
         tensor = http.InferInput(name, [len(frame)], datatype)
         tensor.set_data_from_numpy(column)  # binary_data=True, the default
@@ -59,7 +51,7 @@ def test_tritonclient_with_its_defaults(triton: Any, census_pipeline: Any, censu
     assert frame["hours_per_week"].isna().any()
     assert triton.is_server_ready()
     metadata = triton.get_model_metadata("census")
-    assert {i["name"]: i["datatype"] for i in metadata["inputs"]} == DATATYPES
+    assert {i["name"]: i["datatype"] for i in metadata["inputs"]} == V2_DATATYPES
 
     result = triton.infer("census", _census_inputs(frame))  # no outputs: binary_data_output
     labels = result.as_numpy("predict")

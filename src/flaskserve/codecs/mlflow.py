@@ -197,7 +197,7 @@ def _typed(model: Model) -> ModelManifest | None:
     """The manifest if its cells are typed; ``None`` for numbers that are never missing."""
     if not isinstance(model, ModelManifest):
         return None
-    if model.input == "matrix" and not any(f.nullable for f in model.features):
+    if model.plain_numbers:
         return None
     return model
 

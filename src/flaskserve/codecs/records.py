@@ -33,7 +33,7 @@ def decode_records(payload: Any, manifest: ModelManifest, max_rows: int) -> np.n
     :raises InvalidInput: any row or cell does not fit; the message names it.
     :raises PayloadTooLarge: more rows than *max_rows*.
     """
-    if manifest.input == "matrix" and not any(f.nullable for f in manifest.features):
+    if manifest.plain_numbers:
         return decode_rows(payload, manifest.feature_names, max_rows)
     rows, where = _batch(payload, max_rows)
     names = manifest.feature_names

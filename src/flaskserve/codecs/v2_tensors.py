@@ -63,7 +63,7 @@ def tensor_input(
     :raises PayloadTooLarge: more rows than *max_rows*.
     """
     names = manifest.feature_names
-    if manifest.input == "matrix" and not any(f.nullable for f in manifest.features):
+    if manifest.plain_numbers:
         return tensor_rows(tensors, names, max_rows)  # numbers only: the fast path
     if manifest.input == "matrix" and _is_combined(tensors, names):
         tensor = tensors[0]
