@@ -24,19 +24,19 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-import flaskserve.compiler
+import flaskserve.parity
 from flaskserve import load_model, save_model
 from flaskserve.admission import load_runtime
 from flaskserve.artifact import MANIFEST_NAME, MODEL_NAME, read_manifest
 from flaskserve.compiler import (
     COMPILED_FILE,
     RANDOM_ROWS,
-    TOLERANCE,
     compile_artifact,
     compile_estimator,
     parity_rows,
     threshold_rows,
 )
+from flaskserve.parity import TOLERANCE
 from flaskserve.runtime.compiled import OnnxSession
 from flaskserve.training import RANDOM_SEED, TEST_SIZE
 
@@ -295,7 +295,7 @@ def test_compile_artifact_adds_onnx_and_keeps_the_model(tmp_path: Path) -> None:
 def test_a_failed_gate_is_recorded_and_not_served_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(flaskserve.compiler, "TOLERANCE", 0.0)
+    monkeypatch.setattr(flaskserve.parity, "TOLERANCE", 0.0)
     path = tmp_path / "strict"
     model = RandomForestClassifier(n_estimators=10, random_state=0).fit(X_IRIS, Y_IRIS)
     manifest = save_model(model, path, sample=X_IRIS)

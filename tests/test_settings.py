@@ -125,6 +125,20 @@ def test_non_positive_values_are_refused(key: str, raw: str) -> None:
     assert repr(raw) in caught.value.message
 
 
+@pytest.mark.parametrize(("raw", "value"), [("0", 0), ("5_000", 5_000)], ids=["off", "rows"])
+def test_parallel_rows_may_be_zero(raw: str, value: int) -> None:
+    assert DEFAULTS.parallel_rows == 1_000
+    assert Settings.from_env({"FLASKSERVE_PARALLEL_ROWS": raw}).parallel_rows == value
+
+
+@pytest.mark.parametrize("raw", ["-1", "many"])
+def test_bad_parallel_rows_are_named(raw: str) -> None:
+    with pytest.raises(SettingsError, match=f"FLASKSERVE_PARALLEL_ROWS: expected .*{raw!r}"):
+        Settings.from_env({"FLASKSERVE_PARALLEL_ROWS": raw})
+    with pytest.raises(SettingsError, match="parallel_rows: expected 0 \\(off\\)"):
+        Settings(parallel_rows=-1)
+
+
 def test_non_positive_variable_is_named() -> None:
     with pytest.raises(SettingsError, match="FLASKSERVE_MAX_ROWS"):
         Settings.from_env({"FLASKSERVE_MAX_ROWS": "0"})

@@ -24,6 +24,7 @@ from .artifact import ModelManifest, load_model, read_manifest, read_verified
 from .audit import audit_model_file
 from .errors import ArtifactError, InvalidInput
 from .runtime.base import Runtime
+from .runtime.compiled import PARALLEL_ROWS
 from .runtime.sklearn import SklearnRuntime
 from .schema import rows_input
 
@@ -35,19 +36,25 @@ logger = logging.getLogger(__name__)
 RUNTIME_CHOICES = ("auto", "sklearn", "compiled")
 
 
-def admit(model_dir: str | os.PathLike[str], runtime: str = "auto") -> Runtime:
+def admit(
+    model_dir: str | os.PathLike[str], runtime: str = "auto", *, parallel_rows: int = PARALLEL_ROWS
+) -> Runtime:
     """Load the artifact in *model_dir* and prove it works before it may answer.
 
     :param runtime: one of :data:`RUNTIME_CHOICES`.
+    :param parallel_rows: the compiled model splits a batch this large over every usable
+        core, where its gate allowed it; 0: one thread always.
     :raises ArtifactError: any check above fails, or ``compiled`` was asked of an
         artifact without a compiled model.
     """
-    loaded = load_runtime(model_dir, runtime)
+    loaded = load_runtime(model_dir, runtime, parallel_rows=parallel_rows)
     _smoke_test(Path(model_dir), loaded)
     return loaded
 
 
-def load_runtime(model_dir: str | os.PathLike[str], runtime: str = "auto") -> Runtime:
+def load_runtime(
+    model_dir: str | os.PathLike[str], runtime: str = "auto", *, parallel_rows: int = PARALLEL_ROWS
+) -> Runtime:
     """Checks 1-4 of :func:`admit`, without the smoke test (for tools that inspect a model).
 
     :raises ArtifactError: as :func:`admit`.
@@ -64,7 +71,7 @@ def load_runtime(model_dir: str | os.PathLike[str], runtime: str = "auto") -> Ru
 
         return load_booster_runtime(directory, manifest)
     if runtime == "compiled" or (runtime == "auto" and passed):
-        return _load_compiled(directory, manifest, forced=runtime == "compiled")
+        return _load_compiled(directory, manifest, runtime == "compiled", parallel_rows)
     if runtime == "auto" and compiled.get("status"):
         logger.info(
             "%s: serving scikit-learn, not the compiled model: %s",
@@ -81,7 +88,9 @@ def load_runtime(model_dir: str | os.PathLike[str], runtime: str = "auto") -> Ru
     return SklearnRuntime(loaded.estimator, loaded.manifest)
 
 
-def _load_compiled(directory: Path, manifest: ModelManifest, *, forced: bool) -> Runtime:
+def _load_compiled(
+    directory: Path, manifest: ModelManifest, forced: bool, parallel_rows: int
+) -> Runtime:
     from .runtime.compiled import CompiledRuntime  # ONNX Runtime only when a model needs it
 
     record = manifest.compiled
@@ -102,7 +111,7 @@ def _load_compiled(directory: Path, manifest: ModelManifest, *, forced: bool) ->
             "%s: serving the compiled model although it failed its parity gate", directory
         )
     try:
-        return CompiledRuntime(payload, manifest)
+        return CompiledRuntime(payload, manifest, parallel_rows=parallel_rows)
     except ArtifactError as e:
         raise ArtifactError(f"{directory}: {e.message}") from e
     except ImportError as e:

@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         state_dir=settings.state_dir,
         default_model=settings.default_model,
         runtime=settings.runtime,
+        parallel_rows=settings.parallel_rows,
         wrap=_batching(settings),
         on_failure=lambda name, version, reason: metrics.load_failures.labels(name).inc(),
     )

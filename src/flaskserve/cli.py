@@ -241,6 +241,14 @@ def compile_command(model_dir: Path) -> None:
             f"parity gate: {parity['rows']} rows, {parity['mismatches']} mismatches,"
             f" max difference {parity['max_difference']:.3g}, {parity['ties']} exact ties"
         )
+    parallel = (parity or {}).get("parallel")
+    if parallel:
+        verdict = "passed" if parallel["passed"] else "failed: large batches run on one thread"
+        click.echo(
+            f"large batches on {parallel['threads']} threads: {verdict}"
+            f" ({parallel['mismatches']} mismatches, max difference"
+            f" {parallel['max_difference']:.3g})"
+        )
 
 
 def _serve(

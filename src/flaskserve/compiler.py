@@ -4,7 +4,7 @@ ONNX Runtime evaluates the tutorial's 300-tree forest in about 15 µs per row,
 against 20-45 ms for scikit-learn's ``predict``. It was chosen by measurement
 (docs/performance.md has the figures) and because an ONNX file is data, not code: like
 skops, loading it runs nothing. The compiled model is used only if it passes the
-parity gate: identical labels and probabilities within :data:`TOLERANCE` on the
+parity gate: identical labels and probabilities within :data:`~flaskserve.parity.TOLERANCE` on the
 training rows, the held-out rows, random rows spread over ±10% of each
 feature's training range, rows on and one float32 step either side of every
 split threshold of a tree model, with the exact probability ties among them
@@ -26,13 +26,12 @@ import numpy as np
 
 from .artifact import ModelManifest, load_model, read_verified, write_artifact
 from .errors import ArtifactError
-from .runtime.base import Prediction
+from .parity import score, score_parallel
 from .schema import Table, rows_input
 
 logger = logging.getLogger(__name__)
 
 COMPILED_FILE = "model.onnx"
-TOLERANCE = 1e-6
 RANDOM_ROWS = 100_000
 _SEED = 1234
 
@@ -141,7 +140,9 @@ def compile_typed(
                 reason = f"scikit-learn failed on the gate's rows: {type(e).__name__}: {e}"
                 return Compiled(None, {"status": "unsupported", "reason": reason[:300]})
         try:
-            parity = score(manifest.task, typed.run_parts(session, parts), expected)
+            got, parallel = typed.answers(session, parts)
+            parity = score(manifest.task, got, expected)
+            parity["parallel"] = score_parallel(manifest.task, parallel, expected)
         except Exception as e:  # ONNX Runtime refuses some inputs only when it runs
             failures.append(f"{dtype}: {type(e).__name__}: {str(e)[:200]}")
             continue
@@ -294,41 +295,11 @@ def _compare(
     dtype: str,
     cast: str,
 ) -> dict[str, Any]:
-    from .runtime.compiled import OnnxSession
+    from .runtime.compiled import OnnxSession, parallel_runs
 
     session = OnnxSession(payload, input_dtype=dtype, input_cast=cast)
-    return score(task, session.run(rows), expected)
-
-
-def score(task: str, got: Prediction, expected: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The gate's figures: *got* (the compiled model's answers) against *expected*."""
-    labels = expected["predict"]
-    if task == "classification":
-        mismatches = int(np.sum(got.predictions != labels))
-        diff = (
-            float(np.abs(got.probabilities - expected["proba"]).max())
-            if "proba" in expected and got.probabilities is not None
-            else 0.0
-        )
-    else:
-        gap = np.abs(got.predictions.astype(np.float64) - labels) / np.maximum(1.0, np.abs(labels))
-        mismatches, diff = int(np.sum(gap > TOLERANCE)), float(gap.max())
-    ties = _count_ties(expected.get("proba"))
-    passed = mismatches == 0 and diff <= TOLERANCE
-    return {
-        "passed": passed,
-        "rows": len(labels),
-        "mismatches": mismatches,
-        "max_difference": diff,
-        "ties": ties,
-    }
-
-
-def _count_ties(proba: np.ndarray | None) -> int:
-    if proba is None or proba.shape[1] < 2:
-        return 0
-    top = np.sort(proba, axis=1)[:, -2:]
-    return int(np.sum(top[:, 0] == top[:, 1]))
+    parity = score(task, session.run(rows, parallel=False), expected)
+    return {**parity, "parallel": score_parallel(task, parallel_runs(session, [rows]), expected)}
 
 
 def compile_artifact(path: str | os.PathLike[str]) -> ModelManifest:

@@ -15,7 +15,7 @@ of each feature's range, 20,000 of those again with 10% of their cells missing
 (``NaN``), blocks with each feature exactly 0 (LightGBM's ``zero_as_missing``), and
 rows on and one float32 step either side of every split threshold of the booster's
 own dump. Class labels must be identical, probabilities (and regression values,
-relatively) within :data:`flaskserve.compiler.TOLERANCE`.
+relatively) within :data:`flaskserve.parity.TOLERANCE`.
 
 Compiled: a booster taking a matrix of numbers, with nothing in front of it. Not yet:
 Pipeline steps in front of the booster, and DataFrame input with category, text or

@@ -107,8 +107,15 @@ def reference(estimator: Any, task: str, parts: list[tuple[str, Table]]) -> dict
     return expected
 
 
+def answers(session: Any, parts: list[tuple[str, Table]]) -> tuple[Prediction, list[Prediction]]:
+    """The compiled model's answers on one thread, and its large-batch session's runs."""
+    from .runtime.compiled import parallel_runs
+
+    return run_parts(session, parts), parallel_runs(session, [table for _, table in parts])
+
+
 def run_parts(session: Any, parts: list[tuple[str, Table]]) -> Prediction:
-    """The compiled model's answers on each part, stacked."""
+    """The compiled model's answers on each part, stacked (one thread: the gate's session)."""
     results = [session.run(table) for _, table in parts]
     labels = np.concatenate([r.predictions for r in results])
     scores = [r.probabilities for r in results]

@@ -12,6 +12,7 @@ from typing import Any
 
 from .admission import RUNTIME_CHOICES
 from .errors import SettingsError
+from .runtime.compiled import PARALLEL_ROWS
 
 ENV_PREFIX = "FLASKSERVE_"
 DEFAULT_MODEL_DIR = Path("build/iris")
@@ -43,6 +44,8 @@ class Settings:
     :param batching: coalesce concurrent requests to a scikit-learn model into one call
         (effective with threaded workers, ``flaskserve serve --threads``).
     :param batch_max_rows: the most rows one coalesced call receives.
+    :param parallel_rows: a request of at least this many rows to a compiled model runs on
+        every core the process may use (where the model's parity gate allowed it); 0: never.
     :param batch_wait_ms: under concurrency, how long a batch waits for more requests
         (a request that arrives alone never waits); 0: only what queued.
     :param api_keys: comma-separated keys; when set, prediction and model endpoints need one
@@ -65,6 +68,7 @@ class Settings:
     batching: bool = True
     batch_max_rows: int = 256
     batch_wait_ms: float = 5.0
+    parallel_rows: int = PARALLEL_ROWS
     api_keys: str | None = None
     access_log: bool = False
     request_timeout: float = 30.0
@@ -83,6 +87,10 @@ class Settings:
         if not 0 < self.request_timeout < math.inf:
             raise SettingsError(
                 f"request_timeout: expected a positive number, got {self.request_timeout}"
+            )
+        if self.parallel_rows < 0:
+            raise SettingsError(
+                f"parallel_rows: expected 0 (off) or a positive integer, got {self.parallel_rows}"
             )
         for name in ("poll_seconds", "batch_wait_ms"):
             if not 0 <= getattr(self, name) < math.inf:
@@ -122,6 +130,9 @@ class Settings:
             raise SettingsError(f"{key}: {e.message.split(': ', 1)[1]}") from None
 
 
+_ZERO_MEANS_OFF = {ENV_PREFIX + "PARALLEL_ROWS"}
+
+
 def _parse(key: str, raw: str, kind: str) -> object:
     if kind.startswith("Path"):
         if not raw.strip():
@@ -146,6 +157,8 @@ def _parse(key: str, raw: str, kind: str) -> object:
         value = int(raw.replace("_", ""))
     except ValueError:
         raise SettingsError(f"{key}: expected a positive integer, got {raw!r}") from None
-    if value < 1:
+    if key in _ZERO_MEANS_OFF and value < 0:
+        raise SettingsError(f"{key}: expected 0 (off) or a positive integer, got {raw!r}")
+    if value < 1 and key not in _ZERO_MEANS_OFF:
         raise SettingsError(f"{key}: expected a positive integer, got {raw!r}")
     return value

@@ -162,6 +162,30 @@ def test_datatypes(datatype: str, data: list[Any], expected: list[float]) -> Non
     np.testing.assert_array_equal(request.rows, [expected])
 
 
+@pytest.mark.parametrize(
+    ("datatype", "good", "bad", "message"),
+    [
+        ("FP64", 1.5, True, "expected a number \\(FP64\\), got boolean true"),
+        ("FP64", 1.5, 10**400, "number too large for float64"),
+        ("FP32", 1.5, 1e39, "1e\\+39 is out of range for FP32"),
+        ("INT8", 1, 128, "128 is out of range for INT8 \\(-128 to 127\\)"),
+        ("INT64", 1, 2**63, f"{2**63} is out of range for INT64"),
+        ("UINT64", 1, -1, "-1 is out of range for UINT64"),
+        ("BOOL", True, 1, "expected true or false \\(BOOL\\), got number 1"),
+    ],
+    ids=lambda value: value if isinstance(value, str) and value.isupper() else "",
+)
+def test_a_large_tensor_is_checked_in_bulk_and_its_bad_value_named(
+    datatype: str, good: Any, bad: Any, message: str
+) -> None:
+    data = [good] * 40_000
+    rows = _decode(_request(_input(shape=[10_000, 4], datatype=datatype, data=data)), IRIS, 10_000)
+    assert isinstance(rows.rows, np.ndarray) and rows.rows.shape == (10_000, 4)
+    data[-1] = bad
+    with pytest.raises(InvalidInput, match=f"row 9999, feature 'petal_width': {message}"):
+        _decode(_request(_input(shape=[10_000, 4], datatype=datatype, data=data)), IRIS, 10_000)
+
+
 def test_parameters_are_accepted() -> None:
     payload = _request(
         _input(parameters={"content_type": "np"}),

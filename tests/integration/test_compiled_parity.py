@@ -145,6 +145,11 @@ def test_compile_command(model_dir: Path, tmp_path: Path) -> None:
     assert int(match[1]) == record["parity"]["rows"] > 100_000
     assert int(match[3]) == record["parity"]["ties"]
     assert float(match[2]) <= 1e-6
+    parallel = record["parity"]["parallel"]
+    assert lines[2] == (
+        f"large batches on {parallel['threads']} threads: passed (0 mismatches,"
+        f" max difference {parallel['max_difference']:.3g})"
+    )
     assert hashlib.sha256((path / "model.onnx").read_bytes()).hexdigest() == record["sha256"]
     assert hashlib.sha256((path / MODEL_NAME).read_bytes()).hexdigest() == skops_sha
 

@@ -24,7 +24,9 @@ from flaskserve.admission import load_runtime
 from flaskserve.artifact import MANIFEST_NAME, MODEL_NAME, read_manifest
 from flaskserve.compiler import COMPILED_FILE
 from flaskserve.errors import ArtifactError, InvalidInput, ModelError
-from flaskserve.runtime.compiled import CompiledRuntime
+from flaskserve.parity import TOLERANCE, score_parallel
+from flaskserve.runtime import Prediction, compiled
+from flaskserve.runtime.compiled import CompiledRuntime, parallel_threads
 
 IRIS = load_iris()
 X_IRIS: np.ndarray = IRIS["data"]
@@ -86,6 +88,63 @@ def test_iris_predict_without_proba(model_dir: Path) -> None:
     assert result.predictions.dtype == np.int64
     assert result.predictions.tolist() == [2]
     assert type(result.predictions.tolist()[0]) is int
+
+
+# ---------------------------------------------------------------- large batches
+
+
+def test_the_gate_checked_the_large_batch_session(model_dir: Path) -> None:
+    parallel = read_manifest(model_dir).compiled["parity"]["parallel"]
+    assert parallel["passed"] is True and parallel["threads"] == parallel_threads()
+    assert parallel["mismatches"] == 0 and parallel["max_difference"] <= TOLERANCE
+
+
+def test_a_large_batch_on_every_core_answers_as_one_thread_does(model_dir: Path) -> None:
+    one = load_runtime(model_dir, "compiled", parallel_rows=0)
+    many = load_runtime(model_dir, "compiled", parallel_rows=1_000)
+    assert isinstance(one, CompiledRuntime) and isinstance(many, CompiledRuntime)
+    assert (one.parallel_rows, many.parallel_rows) == (0, 1_000)
+    rows = _random_rows(model_dir, 20_000, seed=3)
+    alone, split = one.predict(rows, proba=True), many.predict(rows, proba=True)
+    estimator = load_model(model_dir).estimator
+    np.testing.assert_array_equal(split.predictions, alone.predictions)
+    np.testing.assert_array_equal(split.predictions, estimator.predict(rows))
+    np.testing.assert_allclose(split.probabilities, estimator.predict_proba(rows), atol=TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    "record", [None, {"threads": 2, "passed": False}], ids=["not-gated", "gate-failed"]
+)
+def test_one_thread_unless_the_gate_proved_the_large_batch_session(
+    iris_copy: Path, record: dict[str, Any] | None
+) -> None:
+    def change(data: dict[str, Any]) -> None:
+        parity = data["compiled"]["parity"]
+        parity.pop("parallel")
+        if record is not None:
+            parity["parallel"] = record
+
+    _edit_manifest(iris_copy, change)
+    runtime = load_runtime(iris_copy, "compiled", parallel_rows=1_000)
+    assert isinstance(runtime, CompiledRuntime) and runtime.parallel_rows == 0
+
+
+def test_one_usable_core_means_one_thread(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compiled, "usable_cores", lambda: 1)
+    runtime = load_runtime(model_dir, "compiled", parallel_rows=1_000)
+    assert isinstance(runtime, CompiledRuntime) and runtime.parallel_rows == 0
+
+
+def test_the_large_batch_session_fails_the_gate_on_one_label_or_one_difference() -> None:
+    expected = {"predict": np.array([0, 1]), "proba": np.array([[0.6, 0.4], [0.1, 0.9]])}
+    good = Prediction(np.array([0, 1]), expected["proba"] + 1e-9)
+    flipped = Prediction(np.array([0, 0]), expected["proba"])
+    drifted = Prediction(np.array([0, 1]), expected["proba"] + 1e-5)
+    assert score_parallel("classification", [good, good], expected)["passed"] is True
+    for bad in (flipped, drifted):
+        figures = score_parallel("classification", [good, bad], expected)
+        assert figures["passed"] is False, "the worst run decides"
+    assert score_parallel("classification", [good, flipped], expected)["mismatches"] == 1
 
 
 def test_labels_alone_are_the_labels_with_probabilities(model_dir: Path) -> None:

@@ -399,9 +399,9 @@ def test_a_failed_version_is_not_retried_until_its_files_change(
     loads: list[Path] = []
     real_admit = admission.admit
 
-    def counting_admit(path: Path, runtime: str = "auto") -> Runtime:
+    def counting_admit(path: Path, runtime: str = "auto", **options: Any) -> Runtime:
         loads.append(path)
-        return real_admit(path, runtime)
+        return real_admit(path, runtime, **options)
 
     monkeypatch.setattr(registry_module, "admit", counting_admit)
     drop(small_dir, tmp_path, "iris", 1)

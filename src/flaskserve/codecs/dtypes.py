@@ -32,6 +32,34 @@ def value_converter(datatype: str) -> Callable[[Any, str], float]:
     return _bool_value
 
 
+_ALLOWED_TYPES: dict[str, set[type]] = {"BOOL": {bool}, **{name: {int} for name in INT_RANGES}}
+
+
+def checked_array(values: list[Any], datatype: str) -> np.ndarray | None:
+    """*values* as float64 when every one is valid for *datatype*, checked in bulk.
+
+    ``None`` when one may not be: the caller then checks value by value, to say
+    which one and why. In bulk, 40,000 values take about 1 ms; one by one, 20.
+    """
+    kinds = set(map(type, values))
+    if not kinds <= _ALLOWED_TYPES.get(datatype, {int, float}):
+        return None
+    try:
+        if datatype in INT_RANGES:  # exact in int64 first: float64 rounds the bounds
+            exact = np.array(values, dtype=np.int64 if datatype != "UINT64" else np.uint64)
+            low, high = INT_RANGES[datatype]
+            if len(exact) and (exact.min() < low or exact.max() > high):
+                return None
+            return exact.astype(np.float64)
+        array = np.array(values, dtype=np.float64)
+    except (OverflowError, ValueError):  # an integer beyond the array's type
+        return None
+    limit = FLOAT_LIMITS.get(datatype, math.inf)
+    if not np.isfinite(array).all() or (limit < math.inf and (np.abs(array) > limit).any()):
+        return None
+    return array
+
+
 def _float_value(value: Any, datatype: str) -> float:
     # bool is an int subclass: check the exact type so true never becomes 1.0
     if type(value) is int:

@@ -25,7 +25,7 @@ import numpy as np
 from ..artifact import Feature, ModelManifest
 from ..errors import InvalidInput, PayloadTooLarge
 from ..schema import Table, columns_input, describe, kind_of
-from .dtypes import FLOAT_LIMITS, INT_RANGES, value_converter
+from .dtypes import FLOAT_LIMITS, INT_RANGES, checked_array, value_converter
 
 _NUMBERS = (*FLOAT_LIMITS, *INT_RANGES)
 #: the datatypes that may carry each kind of feature, and what a message suggests
@@ -175,6 +175,9 @@ def _check_row_count(tensor: Tensor, max_rows: int) -> None:
 def _floats(tensor: Tensor, columns: Sequence[str]) -> np.ndarray:
     """The tensor's values as flat float64; each value named by row and feature on error."""
     values = _flat_values(tensor)
+    checked = checked_array(values, tensor.datatype)
+    if checked is not None:
+        return checked
     convert = value_converter(tensor.datatype)
     width = len(columns)
     result = np.empty(len(values), dtype=np.float64)

@@ -154,6 +154,7 @@ class ModelRegistry:
     :param default_model: the model ``/predict`` serves; default: the only
         model, or the first name in sorted order.
     :param runtime: ``auto``, ``sklearn`` or ``compiled`` (see :func:`~flaskserve.admission.admit`).
+    :param parallel_rows: see :func:`~flaskserve.admission.admit`.
     :param wrap: applied to each runtime once it passed its checks (e.g. batching).
     :param on_failure: told ``(name, version, reason)`` of each version refused.
     """
@@ -165,12 +166,14 @@ class ModelRegistry:
         state_dir: Path | None = None,
         default_model: str | None = None,
         runtime: str = "auto",
+        parallel_rows: int = 0,
         wrap: Callable[[Runtime], Runtime] | None = None,
         on_failure: Callable[[str, int, str], None] | None = None,
     ) -> None:
         self.root = root
         self._on_failure = on_failure
         self._runtime = runtime
+        self._parallel_rows = parallel_rows
         self._wrap = wrap
         self._state_dir = state_dir
         self._default_model = default_model
@@ -251,7 +254,7 @@ class ModelRegistry:
         if entry is not None and entry.fingerprint == fingerprint:
             return
         try:
-            runtime = admit(path, self._runtime)
+            runtime = admit(path, self._runtime, parallel_rows=self._parallel_rows)
             model = ServedModel(key[0], key[1], self._wrap(runtime) if self._wrap else runtime)
         except FlaskServeError as e:
             logger.error("model %r version %s not served: %s", key[0], key[1], e.message)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
-import os
 import signal
 import sys
 from pathlib import Path
@@ -17,30 +15,16 @@ from gunicorn.arbiter import Arbiter
 
 from ..app import create_app
 from ..metrics import forget_worker
+from ..runtime.cores import CGROUP_CPU_MAX, usable_cores
 from ..settings import Settings
 from .hangup import rescan_on_hangup
 
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 BUFFERING_WORKER = "flaskserve.serving.worker.BufferingSyncWorker"
 
 
 def default_workers(cpu_max: Path = CGROUP_CPU_MAX) -> int:
-    """One sync worker per core this process may use: prediction is CPU-bound.
-
-    In a container ``os.cpu_count()`` sees every core of the host; the cores the
-    process is pinned to and the cgroup's CPU quota (a Kubernetes CPU limit) are
-    what it really gets, so the smallest of the three counts, rounded up.
-    """
-    cores = os.cpu_count() or 1
-    if hasattr(os, "sched_getaffinity"):
-        cores = min(cores, len(os.sched_getaffinity(0)))
-    try:
-        quota, period = cpu_max.read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, math.ceil(int(quota) / int(period)))
-    except (OSError, ValueError):  # no cgroup v2 here, or a format this does not know
-        pass
-    return max(cores, 1)
+    """One sync worker per core this process may use: prediction is CPU-bound."""
+    return usable_cores(cpu_max)
 
 
 def is_loopback(host: str) -> bool:
