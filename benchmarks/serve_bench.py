@@ -19,8 +19,10 @@ request is a record with a missing cell; their batch is 10,000 such records.
 
 Servers (f), (f'), (g) and (g') serve 300-tree XGBoost and LightGBM classifiers of
 iris (the tutorial's single row; batches of 10,000 records), compiled to ONNX with
-onnxmltools and on their own library (``--runtime sklearn``). ``--boosters-only``
-runs (b) and these alone and prints their table.
+onnxmltools and on their own library (``--runtime sklearn``); (h) and (i), 300-tree
+XGBoost and LightGBM classifiers of the census-like table (its text columns as pandas
+categories, its missing cells), on their own library: a booster with category columns
+is not compiled. ``--boosters-only`` runs (b) and these alone and prints their table.
 
     python benchmarks/serve_bench.py [--duration 10] [--workers 2] [--rounds 3] [--pairs 10]
     python benchmarks/serve_bench.py --mixed-only [--duration 5]
@@ -68,6 +70,7 @@ MIXED_ROW: dict[str, Any] = {
 }
 MIXED = "(e"  # the names of the mixed-type model's servers start so
 BOOSTERS = ("(f", "(g")  # and the XGBoost and LightGBM models' servers
+CENSUS_BOOSTERS = ("(h", "(i")  # and theirs of the census-like table
 PASSES = 5  # batch timings are short: each is the median of this many passes
 # the ratios the targets name, each also measured by loading the two servers alternately
 PAIRED = (("(b)", "(d)"), ("(b)", "(a)"), ("(c)", "(a)"))
@@ -122,7 +125,7 @@ def main() -> None:
         if args.mixed_only:
             servers = [s for s in servers if s[0].startswith(("(b)", MIXED))]
         if args.boosters_only:
-            servers = [s for s in servers if s[0].startswith(("(b)", *BOOSTERS))]
+            servers = [s for s in servers if s[0].startswith(("(b)", *BOOSTERS, *CENSUS_BOOSTERS))]
         results = _measure_all(servers, work, args, artifact, mixed)
     if not (args.mixed_only or args.boosters_only):
         _print_table(results, args)
@@ -203,45 +206,58 @@ def _prepare_mixed(work: Path) -> Path:
 
 
 def _prepare_boosters(work: Path) -> dict[str, Path]:
-    """300-tree XGBoost and LightGBM classifiers of iris, saved (and compiled) by save_model."""
+    """300-tree XGBoost and LightGBM classifiers of iris, and of the census-like table with its
+    text columns as pandas categories and its missing cells, saved (and compiled where the
+    gate passes) by save_model. Keys: the library, then " census" for the table's models."""
     import lightgbm as lgb
     import xgboost as xgb
     from sklearn.datasets import load_iris
 
+    x, y = load_iris(return_X_y=True)
+    frame, target = mixed_frame()
+    for column in ("workclass", "education", "sex"):
+        frame[column] = frame[column].astype("category")  # type: ignore[index]
+    census_xgb = xgb.XGBClassifier(n_estimators=300, max_depth=6, enable_categorical=True, n_jobs=1)
+    models: dict[str, tuple[Any, Any, dict[str, Any]]] = {
+        "xgboost": (xgb.XGBClassifier(n_estimators=300, max_depth=6, n_jobs=1).fit(x, y), x, {}),
+        "lightgbm": (lgb.LGBMClassifier(n_estimators=300, verbose=-1, n_jobs=1).fit(x, y), x, {}),
+        "xgboost census": (census_xgb.fit(frame, target == ">50K"), frame, {"name": "census"}),
+        "lightgbm census": (
+            lgb.LGBMClassifier(n_estimators=300, verbose=-1, n_jobs=1).fit(frame, target),
+            frame,
+            {"name": "census"},
+        ),
+    }
+    iris = {"feature_names": FEATURES, "class_names": ["setosa", "versicolor", "virginica"]}
+    return {
+        key: _save_booster(
+            work / key.replace(" ", "-"), model, sample, options or {**iris, "name": "iris"}, key
+        )
+        for key, (model, sample, options) in models.items()
+    }
+
+
+def _save_booster(path: Path, model: Any, sample: Any, options: dict[str, Any], key: str) -> Path:
     from flaskserve import save_model
 
-    x, y = load_iris(return_X_y=True)
-    models: dict[str, Any] = {
-        "xgboost": xgb.XGBClassifier(n_estimators=300, max_depth=6, n_jobs=1),
-        "lightgbm": lgb.LGBMClassifier(n_estimators=300, verbose=-1, n_jobs=1),
-    }
-    out = {}
-    for library, model in models.items():
-        out[library] = work / f"iris-{library}"
-        start = time.perf_counter()
-        manifest = save_model(
-            model.fit(x, y),
-            out[library],
-            sample=x,
-            feature_names=FEATURES,
-            class_names=["setosa", "versicolor", "virginica"],
-            name="iris",
-        )
-        compiled = manifest.compiled
-        parity = compiled.get("parity", {})
-        print(
-            f"{library} model saved in {time.perf_counter() - start:.1f} s: compiled"
-            f" {compiled['status']} {compiled.get('reason', '')}, {parity.get('rows')} gate rows"
-            f" {parity.get('parts')}, {parity.get('mismatches')} mismatches, max difference"
-            f" {parity.get('max_difference')}",
-            file=sys.stderr,
-        )
-    return out
+    start = time.perf_counter()
+    compiled = save_model(model, path, sample=sample, **options).compiled
+    parity = compiled.get("parity", {})
+    print(
+        f"{key} model saved in {time.perf_counter() - start:.1f} s: compiled"
+        f" {compiled['status']} {compiled.get('reason', '')}, {parity.get('rows')} gate rows"
+        f" {parity.get('parts')}, {parity.get('mismatches')} mismatches, max difference"
+        f" {parity.get('max_difference')}",
+        file=sys.stderr,
+    )
+    return path
 
 
 def _servers(
     work: Path, artifact: Path, mixed: Path, workers: int, boosters: dict[str, Path]
 ) -> list[tuple[str, list[str], dict[str, str]]]:
+    iris_boosters = {k: v for k, v in boosters.items() if not k.endswith(" census")}
+    census_boosters = {k.split()[0]: v for k, v in boosters.items() if k.endswith(" census")}
     gunicorn = [
         str(BIN / "gunicorn"),
         "-w",
@@ -291,8 +307,16 @@ def _servers(
                 + ([] if compiled else ["--runtime", "sklearn"]),
                 {},
             )
-            for (library, path), letter in zip(boosters.items(), "fg", strict=False)
+            for (library, path), letter in zip(iris_boosters.items(), "fg", strict=False)
             for mark, compiled in (("", True), ("'", False))
+        ],
+        *[
+            (
+                f"({letter}) {library} 300 trees, census-like table (categories), native",
+                [*flaskserve[:2], str(path), *flaskserve[3:], "--runtime", "sklearn"],
+                {},
+            )
+            for (library, path), letter in zip(census_boosters.items(), "hi", strict=False)
         ],
         (
             "(c') flaskserve, scikit-learn, no batching",
@@ -342,7 +366,8 @@ def _measure_all(
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
-            result = Result(name, dict(MIXED_ROW) if name.startswith(MIXED) else dict(ROW))
+            census = name.startswith((MIXED, *CENSUS_BOOSTERS))
+            result = Result(name, dict(MIXED_ROW) if census else dict(ROW))
             running.append((result, command, process, f"http://127.0.0.1:{port}"))
         for result, _, _, url in running:
             _wait_ready(url, result.row)
@@ -364,9 +389,9 @@ def _measure_all(
                 if result.name.startswith(BOOSTERS):
                     result.batch_rows_per_s = _records_batch(url)
                     result.in_process_rows_per_s = _in_process(Path(command[2]), runtime)
-                elif result.name.startswith(MIXED):
+                elif result.name.startswith((MIXED, *CENSUS_BOOSTERS)):
                     result.batch_rows_per_s = _mixed_batch(url)
-                    result.in_process_rows_per_s = _mixed_in_process(mixed, runtime)
+                    result.in_process_rows_per_s = _mixed_in_process(Path(command[2]), runtime)
                 else:
                     result.batch_rows_per_s = _batches(url)
                     result.in_process_rows_per_s = _in_process(artifact, runtime)
@@ -656,7 +681,7 @@ def _print_boosters(results: list[Result], args: argparse.Namespace) -> None:
         "\n|---|---|---|---|---|---|---|---|"
     )
     for r in results:
-        if r.name.startswith(("(b)", *BOOSTERS)):
+        if r.name.startswith(("(b)", *BOOSTERS, *CENSUS_BOOSTERS)):
             rps, p50, p99 = r.median(16)
             rounds = " / ".join(f"{run[0]:.0f}" for run in r.rounds[16])
             key = next(k for k in r.batch_rows_per_s if k.startswith("10000"))
