@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from .api import health, mlflow, openapi, predict, ui, v2
+from .api import explain, health, kserve_v1, mlflow, openapi, predict, ui, v2
 from .api.errors import register_error_handlers
 from .api.observability import register_request_logging
 from .api.state import EXTENSION_KEY
@@ -75,6 +75,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     register_request_logging(app)
     app.register_blueprint(predict.bp)
+    app.register_blueprint(explain.bp)
+    app.register_blueprint(kserve_v1.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(v2.bp)
     app.register_blueprint(mlflow.bp)

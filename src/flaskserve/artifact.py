@@ -130,6 +130,10 @@ class ModelManifest:
     booster: dict[str, Any] = field(default_factory=dict)
     #: where the model came from, when it was imported (``{"kind": "mlflow", ...}``)
     source: dict[str, Any] = field(default_factory=dict)
+    #: how the model is explained (:mod:`flaskserve.explain`): ``method`` and ``space``,
+    #: the training rows' ``mean`` a linear model needs, and ``importance``, each input
+    #: column's mean absolute contribution over ``rows`` held-out rows; or ``reason``
+    explanation: dict[str, Any] = field(default_factory=dict)
 
     @cached_property  # read on every request
     def feature_names(self) -> tuple[str, ...]:

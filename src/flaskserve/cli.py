@@ -227,28 +227,14 @@ def quickstart(**options: Any) -> None:
 def compile_command(model_dir: Path) -> None:
     """(Re)build MODEL_DIR's compiled ONNX model and run its parity gate."""
     from .compiler import compile_artifact
+    from .parity import gate_summary
 
     try:
         manifest = compile_artifact(model_dir)
     except ArtifactError as e:
         raise click.BadParameter(e.message, param_hint="MODEL_DIR") from None
-    record = manifest.compiled
-    reason = f" ({record['reason']})" if "reason" in record else ""
-    click.echo(f"compiled: {record['status']}{reason}")
-    parity = record.get("parity")
-    if parity:
-        click.echo(
-            f"parity gate: {parity['rows']} rows, {parity['mismatches']} mismatches,"
-            f" max difference {parity['max_difference']:.3g}, {parity['ties']} exact ties"
-        )
-    parallel = (parity or {}).get("parallel")
-    if parallel:
-        verdict = "passed" if parallel["passed"] else "failed: large batches run on one thread"
-        click.echo(
-            f"large batches on {parallel['threads']} threads: {verdict}"
-            f" ({parallel['mismatches']} mismatches, max difference"
-            f" {parallel['max_difference']:.3g})"
-        )
+    for line in gate_summary(manifest.compiled):
+        click.echo(line)
 
 
 def _serve(

@@ -31,6 +31,7 @@ from werkzeug.wsgi import get_content_length, get_input_stream
 from .artifact import ModelManifest
 from .codecs.jsonbody import parse_json
 from .errors import PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from .explain import Explanation, NotExplainable, explainer_for
 from .metrics import Metrics
 from .runtime.base import Prediction
 from .runtime.registry import ModelRegistry, ServedModel
@@ -90,6 +91,17 @@ class Call:
         self.answered = self.model
         self.rows = len(rows)
         return prediction
+
+    def explain(self, rows: np.ndarray | Table) -> tuple[Prediction, Explanation]:
+        """Predict *rows* (recorded as :meth:`predict`) and explain each answer exactly.
+
+        :raises NotExplainable: the model has no exact explanation (501, saying why).
+        """
+        if self.model.path is None:
+            raise NotExplainable(f"model {self.model.name!r} was not loaded from a directory")
+        explainer = explainer_for(self.model.runtime, self.model.path)
+        prediction = self.predict(rows)
+        return prediction, explainer.explain(rows)
 
     def describe(self) -> ServedModel:
         """Record that the chosen model answered without predicting (its metadata)."""

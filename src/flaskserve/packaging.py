@@ -25,8 +25,10 @@ import numpy as np
 from .artifact import Feature, ModelManifest, check_manifest, write_artifact
 from .boosters import NOT_COMPILED, BoosterParts, split_booster
 from .compiler import with_compiled
+from .explain.record import explanation_record
 from .frames import TypedSample, describe_frame, is_frame
 from .modelcard import feature_importances
+from .runtime.boosters import BoosterModel
 from .schema import Table
 from .version import __version__
 
@@ -85,6 +87,7 @@ def save_model(
         source=dict(source or {}),
     )
     check_manifest(manifest)
+    manifest = _explained(estimator, parts, manifest, sample, holdout)
     files = {manifest.model_file: payload}
     if parts:  # in its own format; compiled below from that file, as `flaskserve compile` does
         manifest, files = _with_booster(parts, manifest, files)
@@ -92,6 +95,19 @@ def save_model(
         manifest, files = _compiled(estimator, manifest, files, typed, holdout, parts)
     write_artifact(Path(path), files, manifest)
     return manifest
+
+
+def _explained(
+    estimator: Any, parts: BoosterParts | None, manifest: ModelManifest, sample: Any, holdout: Any
+) -> ModelManifest:
+    """*manifest* with its ``explanation`` record; a booster is explained as it will be
+    served: its pipeline's steps, then the booster read from its own file."""
+    booster = None
+    if parts is not None:
+        head = None if isinstance(parts.head, str) else parts.head
+        booster = BoosterModel(parts.native, head, parts.labels, parts.record.get("missing"))
+    record = explanation_record(estimator, booster, manifest, sample, holdout)
+    return replace(manifest, explanation=record)
 
 
 def _taken_apart(

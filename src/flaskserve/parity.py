@@ -62,3 +62,24 @@ def score_parallel(
         "mismatches": worst["mismatches"],
         "max_difference": worst["max_difference"],
     }
+
+
+def gate_summary(record: dict[str, Any]) -> list[str]:
+    """A manifest's ``compiled`` record as ``flaskserve compile`` prints it."""
+    reason = f" ({record['reason']})" if "reason" in record else ""
+    lines = [f"compiled: {record['status']}{reason}"]
+    parity = record.get("parity") or {}
+    if parity:
+        lines.append(
+            f"parity gate: {parity['rows']} rows, {parity['mismatches']} mismatches,"
+            f" max difference {parity['max_difference']:.3g}, {parity['ties']} exact ties"
+        )
+    parallel = parity.get("parallel")
+    if parallel:
+        verdict = "passed" if parallel["passed"] else "failed: large batches run on one thread"
+        lines.append(
+            f"large batches on {parallel['threads']} threads: {verdict}"
+            f" ({parallel['mismatches']} mismatches, max difference"
+            f" {parallel['max_difference']:.3g})"
+        )
+    return lines

@@ -34,6 +34,8 @@ class Settings:
     :param max_body_bytes: largest request body accepted (413 beyond).
     :param max_rows: largest batch accepted in one request (413 beyond).
     :param max_json_depth: deepest nesting of arrays and objects in a JSON body (400 beyond).
+    :param max_explain_rows: largest batch one explanation request may hold (413 beyond):
+        an explanation costs more per row than a prediction.
     :param poll_seconds: how often each worker rescans ``model_dir``; 0: never.
     :param admin_token: turns on the repository API (index/load/unload) for
         requests bearing it; ``None`` keeps that API off.
@@ -60,6 +62,7 @@ class Settings:
     max_body_bytes: int = 10 * 1024 * 1024
     max_rows: int = 10_000
     max_json_depth: int = 32
+    max_explain_rows: int = 1_000
     poll_seconds: float = 2.0
     admin_token: str | None = None
     state_dir: Path | None = None
@@ -79,7 +82,8 @@ class Settings:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
         if self.state_dir is not None:
             object.__setattr__(self, "state_dir", Path(self.state_dir))
-        for name in ("max_body_bytes", "max_rows", "max_json_depth", "batch_max_rows"):
+        positive = ("max_body_bytes", "max_rows", "max_json_depth", "max_explain_rows")
+        for name in (*positive, "batch_max_rows"):
             if getattr(self, name) < 1:
                 raise SettingsError(
                     f"{name}: expected a positive integer, got {getattr(self, name)}"

@@ -175,6 +175,56 @@ _MLFLOW_PREDICTIONS: Schema = {
     "required": ["predictions"],
 }
 
+_CONTRIBUTIONS: Schema = {
+    "type": "object",
+    "description": "base_value + the sum of contributions = output, within 1e-6",
+    "properties": {
+        "base_value": {"type": "number", "description": "the output for an average row"},
+        "output": {"type": "number", "description": "the model's output, in the space"},
+        "contributions": {
+            "type": "object",
+            "description": "one number per input column, signed: what it moved the output by",
+            "additionalProperties": {"type": "number"},
+        },
+    },
+    "required": ["base_value", "output", "contributions"],
+}
+_EXPLAINED_ROW: Schema = {
+    "type": "object",
+    "description": "toward the predicted class; with all_classes, one per class in classes",
+    "properties": {
+        "prediction": {},
+        "class_name": {"type": "string"},
+        **_CONTRIBUTIONS["properties"],
+        "classes": {"type": "object", "additionalProperties": _CONTRIBUTIONS},
+    },
+    "required": ["prediction"],
+}
+_EXPLANATIONS: Schema = {
+    "type": "object",
+    "properties": {
+        "model_name": {"type": "string"},
+        "model_version": {"type": "string"},
+        "space": {"enum": ["probability", "log_odds", "raw"]},
+        "explanations": {"type": "array", "items": _EXPLAINED_ROW},
+    },
+    "required": ["space", "explanations"],
+}
+_V1_REQUEST: Schema = {
+    "type": "object",
+    "description": "rows as arrays in feature order, or as objects; inputs wins over instances",
+    "properties": {"instances": {"type": "array"}, "inputs": {"type": "array"}},
+}
+_V1_PREDICTIONS: Schema = {
+    "type": "object",
+    "properties": {
+        "predictions": {"type": "array"},
+        "explanations": {"type": "array", "items": _EXPLAINED_ROW},
+    },
+    "required": ["predictions"],
+}
+_EXPLAIN_ERRORS = (400, 404, 413, 415, 501, 503)
+
 #: every documented endpoint, by Flask's endpoint name
 OPERATIONS: Mapping[str, Operation] = {
     "predict.predict": Operation(
@@ -183,6 +233,27 @@ OPERATIONS: Mapping[str, Operation] = {
         (400, 404, 413, 415, 503),
         query=(_flag("proba", "add class probabilities"), _flag("labels", "add class names")),
         rows=_rows,
+    ),
+    "explain.explain": Operation(
+        "Explain {model}'s answers: exact per-column contributions (501: not explainable)",
+        _json(_EXPLANATIONS),
+        _EXPLAIN_ERRORS,
+        query=(_flag("all_classes", "contributions toward every class, by class name"),),
+        rows=_rows,
+    ),
+    "kserve_v1.models": Operation("KServe V1: the served models", _OBJECT),
+    "kserve_v1.model_ready": Operation("KServe V1: model readiness", _OBJECT, (404, 503)),
+    "kserve_v1.predict": Operation(
+        "KServe V1 prediction",
+        _json(_V1_PREDICTIONS),
+        (400, 404, 413, 503),
+        body=_json(_V1_REQUEST),
+    ),
+    "kserve_v1.explain": Operation(
+        "KServe V1 explanation (exact contributions, as /explain's rows)",
+        _json(_V1_PREDICTIONS),
+        _EXPLAIN_ERRORS,
+        body=_json(_V1_REQUEST),
     ),
     "health.health": Operation("Liveness", _OBJECT),
     "health.ready": Operation("Readiness of the default model", _OBJECT, (503,)),

@@ -240,6 +240,18 @@ class BoosterModel:
             matrix = xgb.DMatrix(features, missing=self._missing, enable_categorical=True)
             return np.asarray(booster.predict(matrix, iteration_range=self._range))
 
+    def contributions(self, features: Any) -> np.ndarray:
+        """The library's own exact contributions, bias last, for rows the head transformed:
+        XGBoost ``(n, f+1)`` or ``(n, k, f+1)``, LightGBM ``(n, f+1)`` or ``(n, k*(f+1))``."""
+        booster = self.native.booster
+        if self.native.library == "lightgbm":
+            return np.asarray(booster.predict(features, pred_contrib=True, num_threads=1))
+        import xgboost as xgb
+
+        matrix = xgb.DMatrix(features, missing=self._missing, enable_categorical=True)
+        contributions = booster.predict(matrix, pred_contribs=True, iteration_range=self._range)
+        return np.asarray(contributions)
+
 
 class BoosterRuntime:
     """Serves a :class:`BoosterModel`; ``kind`` is its library."""
@@ -252,6 +264,11 @@ class BoosterRuntime:
     @property
     def manifest(self) -> ModelManifest:
         return self._manifest
+
+    @property
+    def model(self) -> BoosterModel:
+        """The booster and the pipeline's steps in front of it (explanations need both)."""
+        return self._model
 
     def predict(self, rows: np.ndarray | Table, *, proba: bool = False) -> Prediction:
         """Predict classes or values for *rows*, optionally class probabilities.

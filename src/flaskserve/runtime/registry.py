@@ -42,6 +42,8 @@ class ServedModel:
     name: str
     version: int
     runtime: Runtime
+    #: the artifact directory it was loaded from (explanations load the model from it)
+    path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,8 @@ class ModelRegistry:
             return
         try:
             runtime = admit(path, self._runtime, parallel_rows=self._parallel_rows)
-            model = ServedModel(key[0], key[1], self._wrap(runtime) if self._wrap else runtime)
+            wrapped = self._wrap(runtime) if self._wrap else runtime
+            model = ServedModel(key[0], key[1], wrapped, path)
         except FlaskServeError as e:
             logger.error("model %r version %s not served: %s", key[0], key[1], e.message)
             if self._on_failure is not None:
