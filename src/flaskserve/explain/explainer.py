@@ -82,9 +82,8 @@ def build_explainer(directory: Path, manifest: ModelManifest) -> Explainer:
     else:
         estimator = load_model(directory).estimator
         head, last = split_pipeline(estimator)
-    record = manifest.explanation or {}
-    engine = engine_for(last, record.get("mean"))
     mapping = column_map(head, len(manifest.features))
+    engine = engine_for(last, (manifest.explanation or {}).get("mean"))
     return Explainer(head, engine, mapping, manifest)
 
 

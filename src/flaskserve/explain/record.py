@@ -37,9 +37,10 @@ def explanation_record(
     """
     head, last = (booster.head, booster) if booster is not None else split_pipeline(estimator)
     try:
+        mapping = column_map(head, len(manifest.features))
         mean = _training_mean(head, last, sample)
         engine = engine_for(last, mean)
-        explainer = Explainer(head, engine, column_map(head, len(manifest.features)), manifest)
+        explainer = Explainer(head, engine, mapping, manifest)
     except NotExplainable as e:
         return {"reason": e.message}
     record: dict[str, Any] = {"method": engine.method, "space": engine.space}
