@@ -316,6 +316,12 @@ class _BatchFailed(click.ClickException):
 @click.option("--proba", is_flag=True, help="Add proba_<class> columns (classifiers).")
 @click.option("--labels", is_flag=True, help="Add a label column with the class names.")
 @click.option(
+    "--explain",
+    is_flag=True,
+    help="Add base_value, contrib_<column> and explained_output columns: exact contributions"
+    " toward each row's predicted class.",
+)
+@click.option(
     "--rejects",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Rows that fail validation, as CSV [default: OUTPUT.rejects.csv].",

@@ -11,7 +11,9 @@ from typing import Any
 
 from ..artifact import ModelManifest, read_manifest
 from ..codecs.records import require_classes
+from ..explain import Explainer, NotExplainable
 from .cells import takes_typed_cells
+from .explanations import explanation_names
 from .options import (
     BatchError,
     BatchOptions,
@@ -24,6 +26,7 @@ from .scoring import (
     ChunkResult,
     ModelRef,
     ScoringJob,
+    load_checked_explainer,
     load_checked_runtime,
     output_schema,
     rejects_schema,
@@ -49,6 +52,8 @@ def run_batch(options: BatchOptions, *, progress: bool = False) -> BatchSummary:
     :raises InputFileError: the input cannot be read as the model's input.
     :raises TooManyRejects: over ``max_rejects`` rows failed validation; the
         rejects file is written, the output is not.
+    :raises NotExplainable: ``explain`` for a model with no exact explanation,
+        found before any row is scored.
     :raises FlaskServeError: any other reason the run stopped (a
         :class:`BatchError`, or the runtime's own errors); nothing is left
         under the output's name.
@@ -57,7 +62,8 @@ def run_batch(options: BatchOptions, *, progress: bool = False) -> BatchSummary:
     started = time.perf_counter()
     output_format = format_of(options.output, options.output_format, "--output-format")
     source, job = _prepare(options)
-    results = _results(options, source, job)
+    explainer = _explainer(job)  # a model that cannot be explained stops the run here
+    results = _results(options, source, job, explainer)
     try:
         with contextlib.closing(results), _progress_bar(source.rows, progress) as bar:
             counts = _write(results, options, output_format, job, bar)
@@ -71,6 +77,7 @@ def run_batch(options: BatchOptions, *, progress: bool = False) -> BatchSummary:
         time.perf_counter() - started,
         options.output,
         options.rejects_path,
+        explainer.space if explainer is not None else None,
     )
 
 
@@ -91,7 +98,12 @@ def _prepare(options: BatchOptions) -> tuple[Source, ScoringJob]:
     )
     model = ModelRef(str(options.model_dir.resolve()), manifest.sha256, options.runtime)
     schema = output_schema(
-        manifest, options.id_column, source.id_type, proba=options.proba, labels=options.labels
+        manifest,
+        options.id_column,
+        source.id_type,
+        proba=options.proba,
+        labels=options.labels,
+        explain=options.explain,
     )
     job = ScoringJob(
         model,
@@ -102,8 +114,23 @@ def _prepare(options: BatchOptions) -> tuple[Source, ScoringJob]:
         options.chunk_rows,
         schema,
         rejects_schema(options.id_column, source.id_type),
+        options.explain,
     )
     return source, job
+
+
+def _explainer(job: ScoringJob) -> Explainer | None:
+    """The explainer the local engine uses; the Dask workers make their own.
+
+    Made here for either engine, before the output is opened: it is the one sure
+    way to know that the model can be explained.
+    """
+    if not job.explain:
+        return None
+    try:
+        return load_checked_explainer(job.model)
+    except NotExplainable as e:
+        raise NotExplainable(f"--explain: {e.message}") from e
 
 
 def _check_paths(options: BatchOptions) -> None:
@@ -130,6 +157,7 @@ def _check_outputs(options: BatchOptions, manifest: ModelManifest) -> None:
             f"model {manifest.name!r} is a regression model: it has no class probabilities"
         )
     names = ["prediction", "label", *(f"proba_{c}" for c in manifest.class_names)]
+    names += explanation_names(manifest) if options.explain else []
     if options.id_column in names:
         raise BatchError(
             f"--id-column {options.id_column!r}: the output has its own column so named"
@@ -137,19 +165,21 @@ def _check_outputs(options: BatchOptions, manifest: ModelManifest) -> None:
 
 
 def _results(
-    options: BatchOptions, source: Source, job: ScoringJob
+    options: BatchOptions, source: Source, job: ScoringJob, explainer: Explainer | None
 ) -> Generator[ChunkResult, None, None]:
     if options.engine == "dask":
         from .cluster import score_on_dask
 
         return score_on_dask(source, job, scheduler=options.scheduler, workers=options.workers)
-    return _score_locally(source, job)
+    return _score_locally(source, job, explainer)
 
 
-def _score_locally(source: Source, job: ScoringJob) -> Generator[ChunkResult, None, None]:
+def _score_locally(
+    source: Source, job: ScoringJob, explainer: Explainer | None
+) -> Generator[ChunkResult, None, None]:
     runtime = load_checked_runtime(job.model)
     for piece in source.pieces:
-        yield from score_chunks(piece, job, runtime)
+        yield from score_chunks(piece, job, runtime, explainer)
 
 
 def _write(

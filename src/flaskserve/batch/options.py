@@ -37,6 +37,9 @@ class BatchOptions:
     :param id_column: an input column copied to the output and the rejects file.
     :param proba: add one ``proba_<class>`` column per class.
     :param labels: add a ``label`` column with the class names.
+    :param explain: add ``base_value``, one ``contrib_<column>`` per input column and
+        ``explained_output``: each row's exact explanation toward its predicted class (a
+        regressor's value), as ``/explain`` gives by default.
     :param rejects: the rejects file (CSV); default *output* + ``.rejects.csv``.
     :param max_rejects: stop with an error when more rows than this are rejected.
     :param chunk_rows: rows read, validated and scored at a time.
@@ -54,6 +57,7 @@ class BatchOptions:
     id_column: str | None = None
     proba: bool = False
     labels: bool = False
+    explain: bool = False
     rejects: Path | None = None
     max_rejects: int | None = None
     chunk_rows: int = DEFAULT_CHUNK_ROWS
@@ -69,7 +73,11 @@ class BatchOptions:
 
 @dataclass(frozen=True)
 class BatchSummary:
-    """What a finished run did: ``rows_read == rows_scored + rows_rejected``."""
+    """What a finished run did: ``rows_read == rows_scored + rows_rejected``.
+
+    :param space: with ``--explain``, what the explanation columns add up to:
+        ``probability``, ``log_odds`` or ``raw``.
+    """
 
     rows_read: int
     rows_scored: int
@@ -77,14 +85,16 @@ class BatchSummary:
     seconds: float
     output: Path
     rejects: Path
+    space: str | None = None
 
     def describe(self) -> str:
         """One line for the terminal."""
         rate = self.rows_read / self.seconds if self.seconds > 0 else 0.0
+        explained = f"; contributions in {self.space} space" if self.space else ""
         return (
             f"read {self.rows_read:,} rows: {self.rows_scored:,} scored,"
             f" {self.rows_rejected:,} rejected ({self.rejects});"
-            f" wrote {self.output} in {self.seconds:.1f} s ({rate:,.0f} rows/s)"
+            f" wrote {self.output} in {self.seconds:.1f} s ({rate:,.0f} rows/s){explained}"
         )
 
 

@@ -8,24 +8,29 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..admission import admit
-from ..artifact import ModelManifest
+from ..artifact import ModelManifest, read_manifest
 from ..codecs.records import class_names_of
 from ..errors import ArtifactError
+from ..explain import Explainer, build_explainer
 from ..runtime.base import Runtime
 from ..schema import Table
 from .cells import decode_features, decode_typed, takes_typed_cells
+from .explanations import explanation_columns, explanation_fields
 from .sources import Piece, RawChunk, read_piece
 
 _CACHE_SIZE = 4  # models a worker keeps loaded, for clusters shared by several runs
-_cache: OrderedDict[ModelRef, Runtime] = OrderedDict()
+_runtimes: OrderedDict[ModelRef, Runtime] = OrderedDict()
+_explainers: OrderedDict[ModelRef, Explainer] = OrderedDict()
 _cache_lock = threading.Lock()
+_Loaded = TypeVar("_Loaded")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class ScoringJob:
     chunk_rows: int
     output_schema: Any  # pyarrow.Schema
     rejects_schema: Any
+    explain: bool = False
 
     @property
     def columns(self) -> list[str]:
@@ -70,9 +76,16 @@ class ChunkResult:
 
 
 def output_schema(
-    manifest: ModelManifest, id_column: str | None, id_type: Any, *, proba: bool, labels: bool
+    manifest: ModelManifest,
+    id_column: str | None,
+    id_type: Any,
+    *,
+    proba: bool,
+    labels: bool,
+    explain: bool = False,
 ) -> Any:
-    """The output's columns: the id, ``prediction``, ``label``, ``proba_<class>``..."""
+    """The output's columns: the id, ``prediction``, ``label``, ``proba_<class>``...,
+    then ``base_value``, ``contrib_<column>``..., ``explained_output``."""
     import pyarrow as pa
 
     fields = [pa.field(id_column, id_type)] if id_column else []
@@ -81,6 +94,8 @@ def output_schema(
         fields.append(pa.field("label", pa.string()))
     if proba:
         fields += [pa.field(f"proba_{name}", pa.float64()) for name in manifest.class_names]
+    if explain:
+        fields += explanation_fields(manifest)
     return pa.schema(fields)
 
 
@@ -95,25 +110,31 @@ def rejects_schema(id_column: str | None, id_type: Any) -> Any:
 
 
 def score_piece(piece: Piece, job: ScoringJob) -> list[ChunkResult]:
-    """Read and score one piece with this process's cached runtime (a Dask task)."""
-    return list(score_chunks(piece, job, cached_runtime(job.model)))
+    """Read and score one piece with this process's cached runtime and explainer (a Dask task)."""
+    explainer = cached_explainer(job.model) if job.explain else None
+    return list(score_chunks(piece, job, cached_runtime(job.model), explainer))
 
 
-def score_chunks(piece: Piece, job: ScoringJob, runtime: Runtime) -> Iterator[ChunkResult]:
+def score_chunks(
+    piece: Piece, job: ScoringJob, runtime: Runtime, explainer: Explainer | None = None
+) -> Iterator[ChunkResult]:
     """Read *piece* chunk by chunk, and score each."""
     for raw in read_piece(piece, job.columns, job.chunk_rows):
-        yield score_chunk(raw, job, runtime)
+        yield score_chunk(raw, job, runtime, explainer)
 
 
-def score_chunk(raw: RawChunk, job: ScoringJob, runtime: Runtime) -> ChunkResult:
-    """Validate one chunk, predict its valid rows, and describe the others."""
+def score_chunk(
+    raw: RawChunk, job: ScoringJob, runtime: Runtime, explainer: Explainer | None = None
+) -> ChunkResult:
+    """Validate one chunk, predict (and with *explainer*, explain) its valid rows, and
+    describe the others."""
     manifest = runtime.manifest
     rows: np.ndarray | Table
     if takes_typed_cells(manifest):
         rows, valid, bad = decode_typed(raw.table, manifest, empty_is_missing=raw.empty_is_missing)
     else:
         rows, valid, bad = decode_features(raw.table, job.features)
-    output = _outputs(raw.table, valid, rows, job, runtime)
+    output = _outputs(raw.table, valid, rows, job, runtime, explainer)
     return ChunkResult(raw.rows_read, output, _rejects(raw, bad, job))
 
 
@@ -132,21 +153,57 @@ def load_checked_runtime(model: ModelRef) -> Runtime:
     return runtime
 
 
+def load_checked_explainer(model: ModelRef) -> Explainer:
+    """The explainer of *model*, made from the same checked artifact as its runtime.
+
+    :raises NotExplainable: the model has no exact explanation; the message says why.
+    :raises ArtifactError: it does not load, or its manifest changed since the client read it.
+    """
+    directory = Path(model.path)
+    explainer = build_explainer(directory, read_manifest(directory))
+    found = read_manifest(directory).sha256  # after loading: what was loaded is still the model
+    if found != model.sha256:
+        raise ArtifactError(
+            f"{model.path}: the model changed while the batch ran (manifest SHA-256"
+            f" {found[:12]}..., expected {model.sha256[:12]}...)"
+        )
+    return explainer
+
+
 def cached_runtime(model: ModelRef) -> Runtime:
     """This process's runtime for *model*, loaded on first use."""
+    return _cached(_runtimes, model, load_checked_runtime)
+
+
+def cached_explainer(model: ModelRef) -> Explainer:
+    """This process's explainer for *model*, made on first use.
+
+    :raises NotExplainable: the model has no exact explanation (tried again on the next use).
+    """
+    return _cached(_explainers, model, load_checked_explainer)
+
+
+def _cached(
+    cache: OrderedDict[ModelRef, _Loaded], model: ModelRef, load: Callable[[ModelRef], _Loaded]
+) -> _Loaded:
     with _cache_lock:
-        runtime = _cache.get(model)
-        if runtime is None:
-            runtime = load_checked_runtime(model)
-            _cache[model] = runtime
-            while len(_cache) > _CACHE_SIZE:
-                _cache.popitem(last=False)
-        _cache.move_to_end(model)
-        return runtime
+        loaded = cache.get(model)
+        if loaded is None:
+            loaded = load(model)
+            cache[model] = loaded
+            while len(cache) > _CACHE_SIZE:
+                cache.popitem(last=False)
+        cache.move_to_end(model)
+        return loaded
 
 
 def _outputs(
-    table: Any, valid: np.ndarray, rows: np.ndarray | Table, job: ScoringJob, runtime: Runtime
+    table: Any,
+    valid: np.ndarray,
+    rows: np.ndarray | Table,
+    job: ScoringJob,
+    runtime: Runtime,
+    explainer: Explainer | None,
 ) -> Any:
     import pyarrow as pa
 
@@ -161,6 +218,8 @@ def _outputs(
         columns.append(pa.array(names, pa.string()))
     if job.proba and prediction.probabilities is not None:
         columns += [pa.array(p) for p in prediction.probabilities.T]
+    if explainer is not None:
+        columns += explanation_columns(explainer, rows, prediction.predictions)
     return pa.Table.from_arrays(columns, schema=schema)
 
 
