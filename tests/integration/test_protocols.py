@@ -114,6 +114,23 @@ def test_mlflow_ping_health_version(live_server: LiveServer) -> None:
     assert (version.status_code, version.text) == (200, __version__)
 
 
+def test_kserve_v1_and_explain_from_the_same_server(live_server: LiveServer) -> None:
+    """A KServe V1 client's :predict and :explain, and /explain, over real HTTP."""
+    row = [5.9, 3.0, 5.1, 1.8]
+    assert _get(live_server, "/v1/models/iris").json() == {"name": "iris", "ready": True}
+    predicted = _post(live_server, "/v1/models/iris:predict", json={"instances": [row]})
+    assert predicted.status_code == 200 and predicted.json() == {"predictions": [2]}
+    assert predicted.headers["X-Model-Name"] == "iris"
+    explained = _post(live_server, "/v1/models/iris:explain", json={"instances": [row]}).json()
+    assert explained["predictions"] == [2]
+    (why,) = explained["explanations"]
+    total = why["base_value"] + sum(why["contributions"].values())
+    assert abs(total - why["output"]) <= 1e-6 and round(why["output"], 3) == 0.953
+    direct = _post(live_server, "/explain", json=dict(zip(FEATURES, row, strict=True))).json()
+    assert direct["explanations"] == explained["explanations"]
+    assert direct["space"] == "probability"
+
+
 def test_protocols_agree(live_server: LiveServer) -> None:
     """30 iris rows through all three protocols: the same classes and probabilities."""
     iris = load_iris()
@@ -202,6 +219,23 @@ ERRORS: dict[str, tuple[str, str, bytes, dict[str, str], int, str]] = {
         400,
         "'colour'",
     ),
+    "explain-missing-feature": (
+        "POST",
+        "/explain",
+        b'{"sepal_length": 5.9}',
+        JSON,
+        400,
+        "missing feature(s) 'sepal_width'",
+    ),
+    "v1-no-instances": (
+        "POST",
+        "/v1/models/iris:predict",
+        b'{"rows": [[5.9, 3.0, 5.1, 1.8]]}',
+        JSON,
+        400,
+        "'instances'",
+    ),
+    "v1-unknown-model": ("GET", "/v1/models/nope", b"", {}, 404, "'nope'"),
     "mlflow-no-content-type": (
         "POST",
         "/invocations",
