@@ -1,4 +1,5 @@
-"""``flaskserve batch --engine dask`` on real worker processes: the local engine's bytes."""
+"""``flaskserve batch --engine dask`` on real worker processes: the local engine's bytes,
+explanations (``--explain``) included."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.integration
 ROWS = 3_000
 CHUNK_ROWS = "400"  # 8 partitions
 OPTIONS = ["--id-column", "id", "--proba", "--labels", "--chunk-rows", CHUNK_ROWS]
+CLASSES = ["setosa", "versicolor", "virginica"]
 Batch = Callable[..., Result]
 
 
@@ -76,17 +78,37 @@ def _same_files(local: Path, remote: Path) -> None:
     assert Path(str(remote) + rejects).read_bytes() == Path(str(local) + rejects).read_bytes()
 
 
+def _assert_explained(output: Path) -> None:
+    """Each row's contributions add up to the probability of its predicted class."""
+    scored = pq.read_table(output) if output.suffix == ".parquet" else pcsv.read_csv(output)
+    contributions = [name for name in scored.column_names if name.startswith("contrib_")]
+    assert len(contributions) == 4
+    parts = np.column_stack([scored.column(name).to_numpy() for name in contributions])
+    explained = scored.column("explained_output").to_numpy()
+    base = scored.column("base_value").to_numpy()
+    np.testing.assert_allclose(base + parts.sum(axis=1), explained, rtol=0, atol=1e-9)
+    proba = np.column_stack([scored.column(f"proba_{c}").to_numpy() for c in CLASSES])
+    predicted = scored.column("prediction").to_numpy()
+    chosen = proba[np.arange(len(predicted)), predicted]
+    np.testing.assert_allclose(explained, chosen, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_existing_scheduler_gives_the_local_bytes(
     batch: Batch, cluster: Any, table: pa.Table, tmp_path: Path, fmt: str
 ) -> None:
     source = _inputs(table, tmp_path)[fmt]
     local, remote = tmp_path / f"local.{fmt}", tmp_path / f"dask.{fmt}"
+    options = [*OPTIONS, "--explain"]  # each worker makes its own explainer, once
 
-    batch(source, local, *OPTIONS)
-    batch(source, remote, *OPTIONS, "--engine", "dask", "--scheduler", cluster.scheduler_address)
+    batch(source, local, *options)
+    result = batch(
+        source, remote, *options, "--engine", "dask", "--scheduler", cluster.scheduler_address
+    )
 
+    assert "contributions in probability space" in result.stderr
     _same_files(local, remote)
+    _assert_explained(remote)
 
 
 def test_local_cluster_of_the_command(batch: Batch, table: pa.Table, tmp_path: Path) -> None:
