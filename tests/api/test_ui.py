@@ -16,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LinearRegression
+from sklearn.neighbors import KNeighborsClassifier
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.test import TestResponse
 
@@ -26,6 +27,7 @@ from flaskserve.app import create_app
 from flaskserve.artifact import MANIFEST_NAME, Feature, ModelManifest, read_manifest
 from flaskserve.packaging import save_model
 from flaskserve.settings import Settings
+from flaskserve.training import load_iris_dataset
 
 CHROMIUM = (
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
@@ -38,14 +40,19 @@ HOSTILE = "</script><b>x</b>\"'&"
 
 
 class Page(HTMLParser):
-    """What the tests look at in a page: elements, script blocks, label and table texts."""
+    """What the tests look at in a page: elements, script blocks, label and table texts.
+
+    ``chart_labels`` holds each SVG chart's ``<text class="label">`` texts by the chart's
+    id; ``svg_labels`` those of the feature importances chart.
+    """
 
     def __init__(self, html: str) -> None:
         super().__init__(convert_charrefs=True)
         self.elements: list[tuple[str, dict[str, str]]] = []
         self.scripts: list[tuple[dict[str, str], str]] = []
         self.labels: dict[str, str] = {}  # for= -> text
-        self.svg_labels: list[str] = []  # <text class="label"> in charts
+        self.chart_labels: dict[str, list[str]] = {}  # svg id -> its <text class="label">s
+        self._chart = ""
         self.tables: dict[str, list[list[tuple[str, str]]]] = {}  # id -> rows of (text, class)
         self._table: str | None = None
         self._row: list[tuple[str, str]] | None = None
@@ -57,7 +64,10 @@ class Page(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = {k: v or "" for k, v in attrs}
         self.elements.append((tag, attributes))
-        if tag == "table":
+        if tag == "svg":
+            self._chart = attributes.get("id", "")
+            self.chart_labels[self._chart] = []
+        elif tag == "table":
             self._table = attributes.get("id", "")
             self.tables[self._table] = []
         elif tag == "tr" and self._table is not None:
@@ -80,7 +90,7 @@ class Page(HTMLParser):
             elif tag == "label":
                 self.labels[attributes["for"]] = text.strip()
             else:
-                self.svg_labels.append(text)
+                self.chart_labels[self._chart].append(text)
             self._capture = None
 
     def handle_data(self, data: str) -> None:
@@ -89,6 +99,10 @@ class Page(HTMLParser):
         if self._row:
             text, cls = self._row[-1]
             self._row[-1] = (text + data, cls)
+
+    @property
+    def svg_labels(self) -> list[str]:
+        return self.chart_labels.get("importances", [])
 
     def find(self, tag: str, **attrs: str) -> list[dict[str, str]]:
         return [
@@ -112,6 +126,13 @@ def _html(response: TestResponse) -> str:
     assert response.status_code == 200, response.data[:300]
     assert response.mimetype == "text/html"
     return response.get_data(as_text=True)
+
+
+def _text_of(html: str, element_id: str) -> str:
+    """The text of the element with *element_id*, tags dropped, spaces collapsed."""
+    match = re.search(rf'<(\w+)[^>]* id="{element_id}"[^>]*>(.*?)</\1>', html, re.DOTALL)
+    assert match, element_id
+    return " ".join(re.sub(r"<[^>]+>", " ", match.group(2)).split())
 
 
 def _client(model_dir: Path, **settings: Any) -> FlaskClient:
@@ -173,7 +194,7 @@ def test_json_index_lists_iris_and_real_endpoints(client: FlaskClient, app: Flas
         {"name": "iris", "versions": ["1"], "ready": True, "default": True, "load_failures": {}}
     ]
     adapter = app.url_map.bind("localhost")
-    assert body["endpoints"]
+    assert body["endpoints"]["explain"] == "/explain/{model}"
     for key, pattern in body["endpoints"].items():
         path = pattern.replace("{model}", "iris")
         try:
@@ -278,9 +299,138 @@ def test_model_data_block(iris_page: tuple[TestResponse, Page]) -> None:
     data = iris_page[1].model_data()
     assert data["name"] == "iris"
     assert data["predict_url"] == "/predict/iris"
+    assert data["explain_url"] == "/explain/iris"
     assert data["stats_url"] == "/model/iris/stats"
     assert data["features"] == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     assert data["class_names"] == IRIS_CLASSES
+
+
+# --- /ui/iris: explanations, of a row (drawn by the page's script) and on the card
+
+
+def test_try_it_has_a_hidden_place_for_the_explanation(
+    iris_page: tuple[TestResponse, Page],
+) -> None:
+    page = iris_page[1]
+    assert "hidden" in page.by_id("explanation")
+    chart = page.by_id("explain-chart")
+    assert (chart["role"], "hidden" in chart) == ("img", True)
+    assert "hidden" in page.by_id("explain-reason")  # where a 501's reason goes
+    assert page.by_id("explain-caption")
+
+
+def test_card_shows_global_importance_sorted(
+    iris_page: tuple[TestResponse, Page], iris_manifest: ModelManifest
+) -> None:
+    response, page = iris_page
+    html = response.get_data(as_text=True)
+    record = iris_manifest.explanation
+    importance = record["importance"]
+    assert page.chart_labels["global-importance"] == sorted(
+        importance, key=lambda name: -importance[name]
+    )
+    bars = [a for tag, a in page.elements if tag == "rect" and "data-importance" in a]
+    assert {b["data-column"]: float(b["data-importance"]) for b in bars} == importance
+    widths = [float(b["width"]) for b in bars]
+    assert widths == sorted(widths, reverse=True) and widths[0] == 160.0
+    caption = _text_of(html, "importance-caption")
+    assert caption == (
+        "Mean absolute contribution toward the predicted class (probability),"
+        f" over {record['importance_rows']} held-out rows."
+    )
+    assert record["importance_rows"] == 45  # the tutorial's held-out split
+    facts = _text_of(html, "explain-card")
+    assert "tree_shap" in facts and "Space probability" in facts
+    assert "Not explainable" not in html
+
+
+def test_card_says_why_a_model_cannot_be_explained(tmp_path: Path) -> None:
+    iris = load_iris_dataset()
+    knn = KNeighborsClassifier().fit(iris.features, iris.target)
+    save_model(
+        knn,
+        tmp_path / "knn",
+        sample=iris.features,
+        feature_names=iris.feature_names,
+        class_names=iris.class_names,
+        compile=False,
+    )
+    reason = read_manifest(tmp_path / "knn").explanation["reason"]
+    assert "KNeighborsClassifier" in reason
+    html = _html(_client(tmp_path / "knn").get("/ui/knn"))
+    assert _text_of(html, "explain-card-reason") == f"Not explainable: {reason}"
+    page = Page(html)
+    assert "global-importance" not in page.chart_labels
+    assert page.by_id("explain-chart")  # the page still asks /explain; the 501 says why
+
+
+def test_regressor_card_importance_is_toward_the_prediction(tmp_path: Path) -> None:
+    rows = _random_rows(40, 2)
+    regressor = RandomForestRegressor(n_estimators=5, random_state=0).fit(rows, 1000 * rows[:, 0])
+    save_model(regressor, tmp_path / "reg", sample=rows, compile=False)
+    html = _html(_client(tmp_path / "reg").get("/ui/reg"))
+    caption = _text_of(html, "importance-caption")
+    assert caption == (
+        "Mean absolute contribution to the prediction (raw score), over 40 training rows."
+    )
+    assert Page(html).chart_labels["global-importance"][0] == "x0"  # the target's column
+    assert "Space raw score" in _text_of(html, "explain-card")
+
+
+def test_artifact_from_before_explanations_renders(model_dir: Path, tmp_path: Path) -> None:
+    old = tmp_path / "iris"
+    shutil.copytree(model_dir, old)
+    manifest_path = old / MANIFEST_NAME
+    data = json.loads(manifest_path.read_text(encoding="utf-8"))
+    del data["explanation"]
+    manifest_path.write_text(json.dumps(data), encoding="utf-8")
+    html = _html(_client(old).get("/ui/iris"))
+    assert ">Explanations<" not in html
+    page = Page(html)
+    assert "global-importance" not in page.chart_labels
+    assert sorted(page.svg_labels) == sorted(read_manifest(old).feature_names)
+    assert page.model_data()["explain_url"] == "/explain/iris"  # the server may still explain
+
+
+def _card_explanation(record: dict[str, Any]) -> Any:
+    manifest = dataclasses.replace(_manifest([1.0, 2.0]), explanation=record)
+    return model_card(manifest)["explanation"]
+
+
+def test_card_explanation_helper() -> None:
+    assert _card_explanation({}) is None
+    assert _card_explanation({"reason": "no trees"}) == {"reason": "no trees"}
+    record = {
+        "method": "linear",
+        "space": "log_odds",
+        "mean": [0.0],
+        "importance": {"a": 0.25, "b": 2.5, "c": float("nan"), "d": True, "e": "x", "f": -1.0},
+        "importance_rows": 30,
+        "importance_over": "training",
+    }
+    card = _card_explanation(record)
+    assert (card["method"], card["space"], card["space_name"]) == ("linear", "log_odds", "log-odds")
+    assert "training mean" in card["method_name"]
+    assert (card["rows"], card["over"], card["importance_reason"]) == (30, "training", None)
+    # largest first; only magnitudes (finite, not negative); three significant digits
+    assert [(b["name"], b["width"], b["text"]) for b in card["importance"]] == [
+        ("b", 100.0, "2.50"),
+        ("a", 10.0, "0.25"),
+    ]
+    bare = _card_explanation({"method": "booster", "space": "raw", "importance_reason": "why"})
+    assert (bare["importance"], bare["importance_reason"]) == ([], "why")
+
+
+def test_card_without_importance_says_why(model_dir: Path, tmp_path: Path) -> None:
+    old = tmp_path / "iris"
+    shutil.copytree(model_dir, old)
+    manifest_path = old / MANIFEST_NAME
+    data = json.loads(manifest_path.read_text(encoding="utf-8"))
+    data["explanation"] = {"method": "tree_shap", "space": "probability", "importance_reason": "x"}
+    manifest_path.write_text(json.dumps(data), encoding="utf-8")
+    html = _html(_client(old).get("/ui/iris"))
+    assert "No importance recorded: x" in html
+    assert "global-importance" not in Page(html).chart_labels
 
 
 # --- /ui/iris: what the browser is allowed to run and fetch
@@ -331,6 +481,7 @@ def test_names_from_the_artifact_are_escaped(tmp_path: Path) -> None:
     assert [b["data-feature"] for b in page.find("input", type="text")] == [HOSTILE, "plain"]
     assert page.labels["feature-0"] == HOSTILE
     assert HOSTILE in page.svg_labels
+    assert HOSTILE in page.chart_labels["global-importance"]
     data = page.model_data()
     assert data["features"] == [HOSTILE, "plain"]
     assert data["class_names"] == ["<i>no</i>", "yes&"]
@@ -531,6 +682,7 @@ def test_page_urls_follow_the_script_root(client: FlaskClient) -> None:
     assert [a["src"] for a, _ in page.scripts if "src" in a] == ["/ml/ui/static/ui.js"]
     data = page.model_data()
     assert data["predict_url"] == "/ml/predict/iris"
+    assert data["explain_url"] == "/ml/explain/iris"
     assert data["stats_url"] == "/ml/model/iris/stats"
 
 
@@ -605,6 +757,7 @@ def test_model_card_helper() -> None:
         "confusion": None,
         "importances": [],
         "features": [{**feature, "min": 1.0, "max": 2.0}],
+        "explanation": None,  # saved before explanations: no field
     }
     metrics = {"accuracy": 0.5, "ok": True, "note": "text", "confusion_matrix": [[1, 0], [3, 4]]}
     classified = ModelManifest(

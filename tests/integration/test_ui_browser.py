@@ -25,8 +25,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
+from sklearn.neighbors import KNeighborsClassifier
 
 from flaskserve.artifact import read_manifest
+from flaskserve.packaging import save_model
+from flaskserve.training import load_iris_dataset
 from liveserver import LiveServer, start_server
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "ui.png"
@@ -92,10 +95,38 @@ def probability_bars(driver: WebDriver) -> dict[str, float]:
     }
 
 
-def test_the_tutorial_row_reads_virginica_with_three_bars(page: WebDriver) -> None:
+def predict_tutorial_row(driver: WebDriver) -> None:
     for name, value in TUTORIAL_ROW.items():
-        type_into(page, name, str(value))
-    page.find_element(By.XPATH, "//button[normalize-space()='Predict']").click()
+        type_into(driver, name, str(value))
+    driver.find_element(By.XPATH, "//button[normalize-space()='Predict']").click()
+
+
+def shown_probability(driver: WebDriver, class_name: str) -> float:
+    """The probability the page writes beside *class_name*'s bar ("95.3%" is 0.953)."""
+    labels = driver.find_elements(By.CSS_SELECTOR, "#proba-chart text.label")
+    values = driver.find_elements(By.CSS_SELECTOR, "#proba-chart text.value")
+    shown = {label.text: value.text for label, value in zip(labels, values, strict=True)}
+    assert shown[class_name].endswith("%"), shown
+    return float(shown[class_name].removesuffix("%")) / 100
+
+
+def explanation_chart(driver: WebDriver) -> tuple[str, list[tuple[str, str, str]], str]:
+    """The contributions chart as a person reads it, once it is drawn: the base value's text,
+    each (column, its signed contribution's text, its bar's class) in order, the output's."""
+    chart = driver.find_element(By.ID, "explain-chart")
+    WebDriverWait(driver, WAIT_S).until(lambda d: chart.is_displayed())
+    texts = chart.find_elements(By.CSS_SELECTOR, "text.value")
+    roles = [t.get_attribute("data-role") for t in texts]
+    assert roles == ["base", *["contribution"] * (len(texts) - 2), "output"], roles
+    names = [t.text for t in chart.find_elements(By.CSS_SELECTOR, "text.label")]
+    assert (names[0], names[-1]) == ("base value", "output"), names
+    bars = [str(b.get_attribute("class")) for b in chart.find_elements(By.CSS_SELECTOR, "rect.bar")]
+    steps = list(zip(names[1:-1], [t.text for t in texts[1:-1]], bars, strict=True))
+    return texts[0].text, steps, texts[-1].text
+
+
+def test_the_tutorial_row_reads_virginica_with_three_bars(page: WebDriver) -> None:
+    predict_tutorial_row(page)
 
     assert prediction_is(page, "virginica") == "virginica"
     bars = probability_bars(page)
@@ -105,6 +136,34 @@ def test_the_tutorial_row_reads_virginica_with_three_bars(page: WebDriver) -> No
     assert page.find_element(By.ID, "proba-chart").is_displayed()
     label = str(page.find_element(By.ID, "proba-chart").get_attribute("aria-label"))
     assert "virginica" in label and "%" in label
+
+
+def test_the_tutorial_row_is_explained_up_to_its_probability(page: WebDriver) -> None:
+    """From the base value, each contribution as shown adds up to the probability shown."""
+    predict_tutorial_row(page)
+    prediction_is(page, "virginica")
+    base, steps, output = explanation_chart(page)
+
+    assert sorted(name for name, _, _ in steps) == sorted(TUTORIAL_ROW)
+    values = [float(text) for _, text, _ in steps]
+    assert [abs(v) for v in values] == sorted((abs(v) for v in values), reverse=True)
+    for (name, text, bar), value in zip(steps, values, strict=True):
+        # the sign is written, and the bar's colour (its class) says it too
+        assert text[0] == ("-" if value < 0 else "+"), (name, text)
+        assert bar.split() == ["bar", "down" if value < 0 else "up"], (name, bar)
+    probability = shown_probability(page, "virginica")
+    assert math.isclose(probability, 0.953, abs_tol=5e-4)
+    # each number shown is rounded to the chart's decimals, the probability to 0.1%
+    half = 0.5 * 10 ** -len(base.partition(".")[2]) + 1e-9
+    slack = (len(steps) + 1) * half + 0.0005
+    assert math.isclose(float(base) + sum(values), probability, abs_tol=slack), (base, steps)
+    assert math.isclose(float(output), probability, abs_tol=half + 0.0005), output
+    caption = page.find_element(By.ID, "explain-caption").text
+    assert "probability of virginica" in caption, caption
+    assert f"from the base value {base}" in caption and f"to {output}" in caption, caption
+    label = str(page.find_element(By.ID, "explain-chart").get_attribute("aria-label"))
+    assert label.startswith("Contributions to the probability of virginica: base value"), label
+    assert not page.find_element(By.ID, "explain-reason").is_displayed()
     _save_screenshot(page)
 
 
@@ -231,6 +290,50 @@ def test_a_typed_model_sends_text_and_null(
     probabilities = census_pipeline.predict_proba(frame)[0].tolist()
     # float32 where a compiled runtime answers; a cell sent wrongly moves them far more
     assert list(bars.values()) == pytest.approx(probabilities, abs=1e-6), bars
+
+
+@pytest.fixture(scope="module")
+def unexplainable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A nearest-neighbours iris model: it predicts, but has no exact explanation (501)."""
+    out = tmp_path_factory.mktemp("models") / "knn"
+    iris = load_iris_dataset()
+    save_model(
+        KNeighborsClassifier().fit(iris.features, iris.target),
+        out,
+        sample=iris.features,
+        feature_names=iris.feature_names,
+        class_names=iris.class_names,
+        compile=False,
+    )
+    args = [FLASKSERVE, "serve", str(out), "--port", "{port}", "--workers", "1"]
+    server = start_server(args, out.with_name("serve.log"))
+    yield server.url
+    server.stop()
+
+
+def test_a_model_without_explanations_shows_why_and_still_predicts(
+    browser: WebDriver, unexplainable_server: str
+) -> None:
+    browser.get_log("browser")  # type: ignore[no-untyped-call]
+    browser.get(f"{unexplainable_server}/ui/knn")
+    predict_tutorial_row(browser)
+
+    assert prediction_is(browser, "virginica") == "virginica"
+    reason = browser.find_element(By.ID, "explain-reason")
+    WebDriverWait(browser, WAIT_S).until(lambda d: reason.is_displayed())
+    assert reason.text.startswith("No explanation: KNeighborsClassifier has no exact"), reason.text
+    assert not browser.find_element(By.ID, "explain-chart").is_displayed()
+    assert browser.find_element(By.ID, "proba-chart").is_displayed()
+    assert math.isclose(sum(probability_bars(browser).values()), 1.0, abs_tol=1e-6)
+    card = browser.find_element(By.ID, "explain-card-reason").text
+    assert card.startswith("Not explainable: KNeighborsClassifier"), card
+    errors = [
+        entry["message"]
+        for entry in browser.get_log("browser")  # type: ignore[no-untyped-call]
+        if entry["level"] == "SEVERE" and "favicon" not in entry["message"]
+    ]
+    # the browser logs the 501 itself as a failed load; anything else is a script error
+    assert [m for m in errors if not ("/explain/knn" in m and "501" in m)] == [], errors
 
 
 def _any_class(driver: WebDriver) -> str:

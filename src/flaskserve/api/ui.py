@@ -15,7 +15,7 @@ from flask.typing import ResponseReturnValue
 
 from .. import dataplane
 from ..artifact import Feature, ModelManifest
-from ..modelcard import describe_features
+from ..modelcard import describe_explanation, describe_features
 from ..runtime.registry import Snapshot
 from ..schema import kind_of
 from ..version import __version__
@@ -71,6 +71,7 @@ def model_page(name: str) -> ResponseReturnValue:
         "class_names": list(manifest.class_names),
         # url_for, not literals: behind a proxy that mounts the app under a path, so are these
         "predict_url": url_for("predict.predict", name=served.name),
+        "explain_url": url_for("explain.explain", name=served.name),
         "stats_url": url_for("health.model_stats", name=served.name),
     }
     return _page(
@@ -92,6 +93,7 @@ def _page(template: str, **context: Any) -> Response:
 
 ENDPOINTS = {
     "predict": "/predict/{model}",
+    "explain": "/explain/{model}",
     "v2_infer": "/v2/models/{model}/infer",
     "mlflow_invocations": "/invocations",
     "model": "/model/{model}",
@@ -204,7 +206,8 @@ def _middle(feature: Feature, kind: str) -> float | None:
 
 def model_card(manifest: ModelManifest) -> dict[str, Any]:
     """What the card shows, shaped for the template: the features (type, may be missing,
-    categories or range), metrics, per-class report, matrix, bars."""
+    categories or range), metrics, per-class report, matrix, bars, and how the model is
+    explained (:func:`~flaskserve.modelcard.describe_explanation`)."""
     metrics = manifest.metrics
     headline = {
         k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
@@ -215,6 +218,7 @@ def model_card(manifest: ModelManifest) -> dict[str, Any]:
         "confusion": _confusion(metrics.get("confusion_matrix"), manifest.class_names),
         "importances": _importance_bars(manifest.feature_importances),
         "features": describe_features(manifest.features),
+        "explanation": describe_explanation(manifest.explanation),
     }
 
 

@@ -9,6 +9,10 @@
   const output = document.getElementById("prediction");
   const chart = document.getElementById("proba-chart");
   const formError = document.getElementById("form-error");
+  const explanation = document.getElementById("explanation");
+  const explainCaption = document.getElementById("explain-caption");
+  const explainChart = document.getElementById("explain-chart");
+  const explainReason = document.getElementById("explain-reason");
   const NUMBER = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
   const SVG = "http://www.w3.org/2000/svg";
   // (an <svg> has no .hidden property: only HTML elements do, so the attribute is toggled)
@@ -74,6 +78,7 @@
     }
     output.textContent = "error";
     chart.toggleAttribute("hidden", true);
+    explanation.hidden = true;
   }
 
   function drawProbabilities(names, probabilities, predicted) {
@@ -121,24 +126,31 @@
     }
   }
 
+  // The same request as any client's: JSON in, JSON out, no credentials added by the page.
+  function postRow(url, row) {
+    return fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(row),
+    });
+  }
+
   async function predict(event) {
     event.preventDefault();
     clearErrors();
     button.disabled = true;
     output.textContent = "asking…";
     const query = model.task === "classification" ? "?proba=true&labels=true" : "";
+    const row = rowFromForm();
     try {
-      const response = await fetch(model.predict_url + query, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify(rowFromForm()),
-      });
+      const response = await postRow(model.predict_url + query, row);
       const body = await response.json();
       if (!response.ok) {
         showError(body.error || "the server answered " + response.status);
       } else {
         body.class_names = model.class_names;
         showAnswer(body);
+        await explain(row);
       }
     } catch (err) {
       showError("no answer from the server (" + err.message + ")");
@@ -146,6 +158,141 @@
       button.disabled = false;
       refreshStats();
     }
+  }
+
+  // --- the explanation: why the model answered what it did, for the row just predicted
+
+  // Three significant digits of the largest number shown (0 to 6 decimals), as the card does.
+  function decimalsFor(numbers) {
+    const largest = Math.max(...numbers.map(Math.abs));
+    if (!(largest > 0) || !isFinite(largest)) return 3;
+    return Math.min(Math.max(2 - Math.floor(Math.log10(largest)), 0), 6);
+  }
+
+  function spaceName(space, className) {
+    if (className === undefined) return space === "raw" ? "the predicted value" : space;
+    if (space === "probability") return "the probability of " + className;
+    if (space === "log_odds") return "the log-odds of " + className;
+    return "the raw score of " + className;
+  }
+
+  function showReason(message) {
+    explainChart.toggleAttribute("hidden", true);
+    explainCaption.textContent = "";
+    explainReason.textContent = "No explanation: " + message;
+    explainReason.hidden = false;
+    explanation.hidden = false;
+  }
+
+  // Any failure (501: the model cannot be explained, an error, no answer) shows its reason
+  // in place of the chart; the prediction above stays as it is.
+  async function explain(row) {
+    explainReason.hidden = true;
+    explainChart.toggleAttribute("hidden", true);
+    explainCaption.textContent = "explaining…";
+    explanation.hidden = false;
+    try {
+      const response = await postRow(model.explain_url, row);
+      const body = await response.json().catch(() => ({}));
+      const first = (body.explanations || [])[0];
+      if (!response.ok || first === undefined) {
+        showReason(body.error || "the server answered " + response.status);
+      } else {
+        drawContributions(first, body.space);
+      }
+    } catch (err) {
+      showReason("no answer from the server (" + err.message + ")");
+    }
+  }
+
+  // At most this many bars; the rest are summed in one, so the chart still adds up.
+  const MAX_CONTRIBUTIONS = 10;
+
+  // Largest magnitude first; what is left over is one "other columns" step.
+  function contributionSteps(contributions) {
+    const steps = Object.entries(contributions)
+      .map(([name, value]) => ({ name: name, value: value }))
+      .sort((a, b) => Math.abs(b.value) - Math.abs(a.value));
+    if (steps.length <= MAX_CONTRIBUTIONS) return steps;
+    const rest = steps.slice(MAX_CONTRIBUTIONS - 1);
+    const summed = rest.reduce((total, step) => total + step.value, 0);
+    return steps.slice(0, MAX_CONTRIBUTIONS - 1)
+      .concat([{ name: rest.length + " other columns", value: summed }]);
+  }
+
+  function svgElement(tag, attributes, text) {
+    const element = document.createElementNS(SVG, tag);
+    for (const [name, value] of Object.entries(attributes)) {
+      element.setAttribute(name, String(value));
+    }
+    if (text !== undefined) element.textContent = text;
+    return element;
+  }
+
+  // A long column name is cut to fit beside the bars; the full name is the element's title.
+  function labelText(y, name, role) {
+    const label = svgElement("text", { x: 0, y: y + 17, class: "label " + role },
+      name.length > 16 ? name.slice(0, 15) + "…" : name);
+    label.append(svgElement("title", {}, name));
+    return label;
+  }
+
+  // Where each running total sits: the bars span x 120 to 280, between the lowest and the
+  // highest total on the way from the base value to the output.
+  function waterfallScale(item, steps) {
+    let total = item.base_value;
+    const ends = [total, item.output];
+    for (const step of steps) {
+      step.from = total;
+      total += step.value;
+      ends.push(total);
+    }
+    const low = Math.min(...ends);
+    const span = Math.max(...ends) - low || 1;
+    return (v) => Math.round((120 + (160 * (v - low)) / span) * 10) / 10;
+  }
+
+  // A waterfall: from the base value (the answer for an average row), each column's step moves
+  // the running total right (raises it, +) or left (lowers it, -), ending at the output.
+  function drawContributions(item, space) {
+    const steps = contributionSteps(item.contributions);
+    const decimals = decimalsFor([item.base_value, item.output, ...steps.map((s) => s.value)]);
+    const plain = (v) => v.toFixed(decimals);
+    const signed = (v) => (v < 0 ? "-" : "+") + Math.abs(v).toFixed(decimals);
+    const x = waterfallScale(item, steps);
+    const rowHeight = 26;
+    const height = rowHeight * (steps.length + 2);
+    const value = (y, role, text) => svgElement("text", { x: 340, y: y + 17,
+      class: "value " + role, "data-role": role, "text-anchor": "end" }, text);
+    const marker = (y, at, role, name) => [labelText(y, name, role),
+      svgElement("rect", { x: x(at) - 1, y: y + 3, width: 2, height: rowHeight - 6,
+        class: "marker" }),
+      value(y, role, plain(at))];
+    explainChart.replaceChildren(
+      svgElement("line", { x1: x(item.base_value), x2: x(item.base_value), y1: 0, y2: height,
+        class: "baseline" }),
+      ...marker(0, item.base_value, "base", "base value"));
+    steps.forEach((step, i) => {
+      const y = (i + 1) * rowHeight;
+      const direction = step.value < 0 ? "down" : "up";
+      const [start, end] = [x(step.from), x(step.from + step.value)];
+      const bar = svgElement("rect", { x: Math.min(start, end), y: y + 5,
+        width: Math.max(Math.abs(end - start), 1), height: rowHeight - 10,
+        class: "bar " + direction, "data-column": step.name, "data-contribution": step.value });
+      const text = value(y, "contribution", signed(step.value));
+      text.classList.add(direction);
+      explainChart.append(labelText(y, step.name, "column"), bar, text);
+    });
+    explainChart.append(...marker(height - rowHeight, item.output, "output", "output"));
+    explainChart.setAttribute("viewBox", "0 0 340 " + height);
+    const what = spaceName(space, item.class_name);
+    explainCaption.textContent = "Each column's contribution to " + what + ", largest " +
+      "first, from the base value " + plain(item.base_value) + " (the answer for an " +
+      "average row) to " + plain(item.output) + ": + raises it, - lowers it.";
+    const summary = steps.map((s) => s.name + " " + signed(s.value));
+    explainChart.setAttribute("aria-label", "Contributions to " + what + ": base value " +
+      plain(item.base_value) + ", " + summary.join(", ") + ", output " + plain(item.output));
+    explainChart.toggleAttribute("hidden", false);
   }
 
   async function refreshStats() {
