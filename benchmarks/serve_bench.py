@@ -431,7 +431,12 @@ def _wait_ready(url: str, row: dict[str, Any]) -> None:
 
 
 def _wrk(
-    url: str, seconds: int, connections: int, work: Path, row: dict[str, Any]
+    url: str,
+    seconds: int,
+    connections: int,
+    work: Path,
+    row: dict[str, Any],
+    path: str = "/predict",
 ) -> tuple[float, float, float, int]:
     script = work / "post.lua"
     body = json.dumps(row).replace('"', '\\"')
@@ -448,7 +453,7 @@ def _wrk(
             "--latency",
             "-s",
             str(script),
-            f"{url}/predict",
+            f"{url}{path}",
         ],
         capture_output=True,
         text=True,

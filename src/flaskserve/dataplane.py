@@ -96,10 +96,13 @@ class Call:
         """Predict *rows* (recorded as :meth:`predict`) and explain each answer exactly.
 
         :raises NotExplainable: the model has no exact explanation (501, saying why).
+        :raises PayloadTooLarge: explaining this many rows would take longer than
+            ``explain_seconds`` at the model's measured speed.
         """
         if self.model.path is None:
             raise NotExplainable(f"model {self.model.name!r} was not loaded from a directory")
         explainer = explainer_for(self.model.runtime, self.model.path)
+        _check_explain_time(explainer, len(rows), self.model.name, self.state.settings)
         prediction = self.predict(rows)
         return prediction, explainer.explain(rows)
 
@@ -107,6 +110,19 @@ class Call:
         """Record that the chosen model answered without predicting (its metadata)."""
         self.answered = self.model
         return self.model
+
+
+def _check_explain_time(explainer: Any, rows: int, name: str, settings: Settings) -> None:
+    """A worker busy past gunicorn's timeout is killed: refuse what would take that long."""
+    cost, budget = explainer.seconds_per_row, settings.explain_seconds
+    if cost is None or rows * cost <= budget:
+        return
+    fits = max(1, int(budget / cost))
+    raise PayloadTooLarge(
+        f"model {name!r} explains about {1 / cost:,.0f} rows a second: {rows} rows would take"
+        f" about {rows * cost:.0f} s, over the {budget:g} s an explanation may take"
+        f" (FLASKSERVE_EXPLAIN_SECONDS); send at most {fits} rows at a time"
+    )
 
 
 def begin(

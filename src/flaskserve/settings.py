@@ -36,6 +36,9 @@ class Settings:
     :param max_json_depth: deepest nesting of arrays and objects in a JSON body (400 beyond).
     :param max_explain_rows: largest batch one explanation request may hold (413 beyond):
         an explanation costs more per row than a prediction.
+    :param explain_seconds: the longest one explanation request may be expected to take at
+        the model's measured speed (413 beyond): a worker busy past gunicorn's 30 s timeout
+        is killed.
     :param poll_seconds: how often each worker rescans ``model_dir``; 0: never.
     :param admin_token: turns on the repository API (index/load/unload) for
         requests bearing it; ``None`` keeps that API off.
@@ -63,6 +66,7 @@ class Settings:
     max_rows: int = 10_000
     max_json_depth: int = 32
     max_explain_rows: int = 1_000
+    explain_seconds: float = 10.0
     poll_seconds: float = 2.0
     admin_token: str | None = None
     state_dir: Path | None = None
@@ -95,6 +99,10 @@ class Settings:
         if self.parallel_rows < 0:
             raise SettingsError(
                 f"parallel_rows: expected 0 (off) or a positive integer, got {self.parallel_rows}"
+            )
+        if not 0 < self.explain_seconds < math.inf:
+            raise SettingsError(
+                f"explain_seconds: expected a positive number, got {self.explain_seconds}"
             )
         for name in ("poll_seconds", "batch_wait_ms"):
             if not 0 <= getattr(self, name) < math.inf:

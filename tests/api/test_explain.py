@@ -14,6 +14,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from flaskserve import save_model
 from flaskserve.app import create_app
+from flaskserve.errors import SettingsError
 from flaskserve.settings import Settings
 from tests.census import ROW as CENSUS_ROW
 from tests.components import require_module
@@ -138,6 +139,26 @@ def test_the_explanation_row_limit_is_a_setting(model_dir: Path) -> None:
     refused = client.post("/explain", json=[TUTORIAL_ROW] * 11)
     assert refused.status_code == 413 and "over the limit of 10" in refused.get_json()["error"]
     assert client.post("/predict", json=[TUTORIAL_ROW] * 11).status_code == 200
+
+
+def test_rows_that_would_take_too_long_are_refused_before_any_work(model_dir: Path) -> None:
+    settings = Settings.from_env({"FLASKSERVE_EXPLAIN_SECONDS": "0.01"}, model_dir=model_dir)
+    client = create_app(settings).test_client()
+    assert client.post("/explain", json=TUTORIAL_ROW).status_code == 200
+    refused = client.post("/explain", json=[TUTORIAL_ROW] * 1_000)
+    assert refused.status_code == 413
+    message = refused.get_json()["error"]
+    assert message.startswith("model 'iris' explains about ")
+    assert "over the 0.01 s an explanation may take (FLASKSERVE_EXPLAIN_SECONDS)" in message
+    fits = int(message.rsplit("send at most ", 1)[1].split()[0])
+    assert 1 <= fits < 1_000
+    assert client.post("/explain", json=[TUTORIAL_ROW] * fits).status_code == 200
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "soon"])
+def test_the_explanation_time_setting_is_checked(raw: str) -> None:
+    with pytest.raises(SettingsError, match="FLASKSERVE_EXPLAIN_SECONDS"):
+        Settings.from_env({"FLASKSERVE_EXPLAIN_SECONDS": raw})
 
 
 def test_a_model_that_cannot_be_explained_answers_501_saying_why(tmp_path: Path) -> None:
