@@ -15,6 +15,7 @@ from .api.state import EXTENSION_KEY
 from .dataplane import ServerState
 from .json import NumpyJSONProvider
 from .metrics import Metrics
+from .monitoring import build_observers
 from .runtime.base import Runtime
 from .runtime.batching import BatchingRuntime
 from .runtime.registry import ModelRegistry
@@ -70,7 +71,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         on_failure=lambda name, version, reason: metrics.load_failures.labels(name).inc(),
     )
     _log_snapshot(registry)
-    app.extensions[EXTENSION_KEY] = ServerState(settings, registry, metrics)
+    observers = build_observers(settings, registry, metrics)
+    app.extensions[EXTENSION_KEY] = ServerState(settings, registry, metrics, observers)
     app.before_request(lambda: registry.start_watching(settings.poll_seconds))
     register_error_handlers(app)
     register_request_logging(app)

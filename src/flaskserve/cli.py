@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from .admission import RUNTIME_CHOICES
 from .artifact import MANIFEST_NAME, ModelManifest, untrusted_types
 from .batch.options import DEFAULT_CHUNK_ROWS, ENGINES, FORMATS
-from .errors import ArtifactError, DatasetError, FlaskServeError, SettingsError
+from .cli_serve import RUNTIME_OPTION, monitor_options, run_server, server_options
+from .errors import ArtifactError, DatasetError, FlaskServeError
 from .mlflow_command import ModelSource
 from .packaging import save_model
-from .settings import DEFAULT_MODEL_DIR, Settings
+from .settings import DEFAULT_MODEL_DIR
 from .version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -146,57 +144,11 @@ def import_pickle(
     click.echo(f"saved {manifest.name} v{manifest.version} ({manifest.estimator}) to {out}")
 
 
-_THREADS = click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    help="Threads per worker [default: 8 when a model runs on scikit-learn (its calls are"
-    " batched), else 1].",
-)
-_KEEPALIVE = click.option(
-    "--keepalive",
-    type=click.IntRange(min=0),
-    default=2,
-    show_default=True,
-    help="Seconds an idle connection is kept open for its next request; 0: close after each"
-    " (threaded workers, --threads > 1, always close).",
-)
-_RUNTIME = click.option(
-    "--runtime",
-    type=click.Choice(RUNTIME_CHOICES),
-    help="auto: the compiled model where it passed its parity gate, else scikit-learn.",
-)
-_SERVER_OPTIONS = (
-    click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind."),
-    click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535)),
-    click.option(
-        "--workers", type=click.IntRange(min=1), help="Worker processes [default: one per core]."
-    ),
-    _RUNTIME,
-    _THREADS,
-    _KEEPALIVE,
-    click.option(
-        "--server",
-        "http_server",
-        type=click.Choice(["gunicorn", "granian"]),
-        default="gunicorn",
-        show_default=True,
-        help="The HTTP server; granian is an optional extra (docs/performance.md compares them).",
-    ),
-)
-
-
-def _server_options(command: F) -> F:
-    """The options of every command that starts the server, declared once."""
-    for option in reversed(_SERVER_OPTIONS):
-        command = option(command)
-    return command
-
-
 @main.command()
 @click.argument(
     "model_dir", required=False, type=click.Path(path_type=Path), default=DEFAULT_MODEL_DIR
 )
-@_server_options
+@server_options
 @click.option("--dev", is_flag=True, help="Use Flask's development server instead of gunicorn.")
 @click.option(
     "--debugger", is_flag=True, help="With --dev: the Werkzeug debugger (loopback hosts only)."
@@ -204,13 +156,14 @@ def _server_options(command: F) -> F:
 @click.option(
     "--access-log", is_flag=True, help="Log one JSON line per request (FLASKSERVE_ACCESS_LOG)."
 )
+@monitor_options
 def serve(model_dir: Path, **options: Any) -> None:
     """Serve MODEL_DIR (default build/iris): one artifact, or a <name>/<version>/ repository."""
-    _serve(model_dir, **options)
+    run_server(model_dir, **options)
 
 
 @main.command()
-@_server_options
+@server_options
 def quickstart(**options: Any) -> None:
     """Train the tutorial's iris model into build/iris if missing, then serve it."""
     if not (DEFAULT_MODEL_DIR / MANIFEST_NAME).exists():
@@ -219,7 +172,7 @@ def quickstart(**options: Any) -> None:
         train = [sys.executable, "-m", "flaskserve", "train", "--out", str(DEFAULT_MODEL_DIR)]
         if subprocess.run(train, check=False).returncode != 0:
             raise click.ClickException("training the tutorial's model failed (see above)")
-    _serve(DEFAULT_MODEL_DIR, **options)
+    run_server(DEFAULT_MODEL_DIR, **options)
 
 
 @main.command("compile")
@@ -235,61 +188,6 @@ def compile_command(model_dir: Path) -> None:
         raise click.BadParameter(e.message, param_hint="MODEL_DIR") from None
     for line in gate_summary(manifest.compiled):
         click.echo(line)
-
-
-def _serve(
-    model_dir: Path,
-    *,
-    host: str,
-    port: int,
-    workers: int | None,
-    runtime: str | None,
-    threads: int | None = None,
-    keepalive: int = 2,
-    dev: bool = False,
-    debugger: bool = False,
-    access_log: bool = False,
-    http_server: str = "gunicorn",
-) -> None:
-    from .serving import gunicorn as server
-
-    if debugger and not dev:
-        raise click.UsageError("--debugger needs --dev (gunicorn never runs the debugger)")
-    if http_server == "granian":
-        from .serving import granian
-
-        try:
-            granian.server_class()  # fail now, before the models are checked
-        except granian.GranianMissing as e:
-            raise click.UsageError(str(e)) from None
-    if debugger:
-        try:
-            server.check_debugger_host(host)
-        except ValueError as e:
-            raise click.UsageError(str(e)) from None
-    try:
-        settings = Settings.from_env(
-            model_dir=model_dir, runtime=runtime, access_log=access_log or None
-        )
-    except SettingsError as e:
-        raise click.UsageError(e.message) from None
-    kinds = _check_repository(settings)  # fail now, with one clear line, not in every worker
-    served = ", ".join(f"{name} ({kind})" for name, kind in kinds.items())
-    click.echo(f"serving {served} on http://{server.bind_address(host, port)}", err=True)
-    if threads is None:
-        threads = 8 if "sklearn" in kinds.values() and settings.batching else 1
-    if dev:
-        server.run_development(settings, host=host, port=port, debugger=debugger)
-        return
-    with tempfile.TemporaryDirectory(prefix="flaskserve-state-") as state_dir:
-        if settings.state_dir is None:  # workers share load/unload decisions through it
-            settings = dataclasses.replace(settings, state_dir=Path(state_dir))
-        metrics_dir = Path(state_dir) / "metrics"  # set before any worker imports prometheus_client
-        metrics_dir.mkdir()
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
-        workers = workers or server.default_workers()
-        run = server.run_gunicorn if http_server == "gunicorn" else granian.run_granian
-        run(settings, host=host, port=port, workers=workers, threads=threads, keepalive=keepalive)
 
 
 class _BatchFailed(click.ClickException):
@@ -349,7 +247,7 @@ class _BatchFailed(click.ClickException):
     type=click.IntRange(min=1),
     help="With --engine dask and no --scheduler: local worker processes [default: one per core].",
 )
-@_RUNTIME
+@RUNTIME_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 def batch(model_dir: Path, input_file: Path, quiet: bool, **options: Any) -> None:
     """Score INPUT (CSV or Parquet) with the model in MODEL_DIR, writing OUTPUT."""
@@ -382,18 +280,6 @@ def inspect_repository(model_dir: Path, runtime: str) -> None:
     from .preflight import inspect
 
     click.echo(json.dumps(dataclasses.asdict(inspect(model_dir, runtime))))
-
-
-def _check_repository(settings: Settings) -> dict[str, str]:
-    from .preflight import check_repository
-
-    try:
-        report = check_repository(settings, lambda note: click.echo(f"warning: {note}", err=True))
-    except ArtifactError as e:
-        raise click.BadParameter(e.message, param_hint="MODEL_DIR") from None
-    except SettingsError as e:
-        raise click.UsageError(e.message) from None
-    return report.models
 
 
 def _split(values: str | None) -> list[str] | None:

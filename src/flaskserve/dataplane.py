@@ -51,6 +51,8 @@ class ServerState:
     settings: Settings
     registry: ModelRegistry
     metrics: Metrics
+    #: told of every answered prediction (:mod:`flaskserve.monitoring`)
+    observers: tuple[Any, ...] = ()
 
 
 @dataclass(eq=False)
@@ -60,6 +62,7 @@ class Call:
     :ivar model: the model version chosen for this request.
     :ivar answered: the model version that answered (``None`` until it did).
     :ivar rows: the rows it answered, for the metrics.
+    :ivar inputs: those rows, and :ivar prediction: its answer, for the monitors.
     """
 
     environ: dict[str, Any]
@@ -68,6 +71,8 @@ class Call:
     predicting: bool
     answered: ServedModel | None = None
     rows: int | None = None
+    inputs: np.ndarray | Table | None = None
+    prediction: Prediction | None = None
 
     @property
     def manifest(self) -> ModelManifest:
@@ -90,6 +95,7 @@ class Call:
         prediction = self.model.runtime.predict(rows, proba=proba)
         self.answered = self.model
         self.rows = len(rows)
+        self.inputs, self.prediction = rows, prediction  # for the monitors, once answered
         return prediction
 
     def explain(self, rows: np.ndarray | Table) -> tuple[Prediction, Explanation]:

@@ -59,6 +59,16 @@ class Settings:
     :param request_timeout: seconds a client has to send its whole request (headers and
         body) before it gets a 408; waiting costs a buffer, never a worker.
     :param ui: serve the web pages (``/`` for browsers, ``/ui/<model>``); off: 404.
+    :param drift: count the rows each model answers against its training baseline
+        (``GET /model/<name>/drift``, ``flaskserve_feature_psi``).
+    :param drift_window_seconds: the recent window drift is also reported over.
+    :param log_dir: write a sample of answered requests there as Parquet files; ``None``: off.
+    :param log_sample: the fraction of answered requests the log keeps (0 < f <= 1).
+    :param log_max_bytes: the log's disk budget; the oldest files go first.
+    :param log_roll_rows: a log file is closed at this many rows ...
+    :param log_roll_seconds: ... or this many seconds after its first row.
+    :param shadow: challengers, ``name=version[@fraction]`` comma-separated: each scores
+        that fraction of its model's requests off the request path and answers no client.
     """
 
     model_dir: Path = DEFAULT_MODEL_DIR
@@ -80,6 +90,14 @@ class Settings:
     access_log: bool = False
     request_timeout: float = 30.0
     ui: bool = True
+    drift: bool = True
+    drift_window_seconds: float = 900.0
+    log_dir: Path | None = None
+    log_sample: float = 1.0
+    log_max_bytes: int = 1024**3
+    log_roll_rows: int = 10_000
+    log_roll_seconds: float = 60.0
+    shadow: str | None = None
 
     def __post_init__(self) -> None:
         # accept plain strings for paths, as os.PathLike-taking APIs do
@@ -114,6 +132,23 @@ class Settings:
             raise SettingsError("api_keys: expected comma-separated keys of at least 16 characters")
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise SettingsError("admin_token: expected at least 16 characters")
+        self._check_monitoring()
+
+    def _check_monitoring(self) -> None:
+        if self.log_dir is not None:
+            object.__setattr__(self, "log_dir", Path(self.log_dir))
+        if not 0 < self.log_sample <= 1:
+            raise SettingsError(f"log_sample: expected a fraction in (0, 1], got {self.log_sample}")
+        for name in ("drift_window_seconds", "log_roll_seconds"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise SettingsError(
+                    f"{name}: expected a positive number, got {getattr(self, name)}"
+                )
+        for name in ("log_max_bytes", "log_roll_rows"):
+            if getattr(self, name) < 1:
+                raise SettingsError(
+                    f"{name}: expected a positive integer, got {getattr(self, name)}"
+                )
 
     @cached_property  # read on every request
     def api_key_list(self) -> tuple[str, ...]:

@@ -20,10 +20,12 @@ from typing import Any
 from flask import Flask
 
 from ..dataplane import CALL, STATE, Call, ServerState
+from ..monitoring import Observation, Observer
 from ..runtime.registry import ServedModel
 from .state import EXTENSION_KEY
 
 access_logger = logging.getLogger("flaskserve.access")
+logger = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -93,6 +95,8 @@ class RequestObserver:
             seconds,
             call.rows if call is not None and answered is not None else None,
         )
+        if answered is not None and call is not None and self._state.observers:
+            _tell_monitors(self._state.observers, call, answered, request_id, endpoint)
         if self._state.settings.access_log:
             record = {
                 "request_id": request_id,
@@ -104,3 +108,16 @@ class RequestObserver:
                 "version": str(answered.version) if answered is not None else None,
             }
             access_logger.info(json.dumps(record))
+
+
+def _tell_monitors(
+    observers: tuple[Observer, ...], call: Call, model: ServedModel, request_id: str, endpoint: str
+) -> None:
+    if call.inputs is None or call.prediction is None:  # metadata: nothing predicted
+        return
+    seen = Observation(model, call.inputs, call.prediction, request_id, endpoint, time.time())
+    for observer in observers:
+        try:
+            observer.observe(seen)
+        except Exception:  # a monitor's failure must never reach the client
+            logger.exception("monitor %s failed", type(observer).__name__)

@@ -1,0 +1,21 @@
+"""Watching a model in production, in the serving process: input drift against the
+training data, a request log for the next training run, and shadow challengers.
+
+Each monitor is an :class:`~flaskserve.monitoring.base.Observer` the observing
+middleware tells of every answered prediction; its work runs off the request path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..settings import Settings
+from .base import Observation, Observer
+
+__all__ = ["Observation", "Observer", "build_observers"]
+
+
+def build_observers(settings: Settings, registry: Any, metrics: Any) -> tuple[Observer, ...]:
+    """The monitors *settings* turn on, for one app."""
+    observers: list[Observer] = []
+    return tuple(observers)
