@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from .api import explain, health, kserve_v1, mlflow, openapi, predict, ui, v2
+from .api import explain, health, kserve_v1, mlflow, openapi, predict, shadow, ui, v2
 from .api.errors import register_error_handlers
 from .api.observability import register_request_logging
 from .api.state import EXTENSION_KEY
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(mlflow.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(shadow.bp)
     return app
 
 

@@ -35,7 +35,16 @@ OPEN_ENDPOINTS = frozenset(
     }
 )
 #: endpoints that need the admin token instead of an API key
-ADMIN_ENDPOINTS = frozenset({"v2.repository_index", "v2.repository_load", "v2.repository_unload"})
+ADMIN_ENDPOINTS = frozenset(
+    {
+        "v2.repository_index",
+        "v2.repository_load",
+        "v2.repository_unload",
+        "shadow.start",
+        "shadow.stop",
+        "shadow.promote",
+    }
+)
 
 
 def require_api_key() -> ServerState:

@@ -285,6 +285,30 @@ OPERATIONS: Mapping[str, Operation] = {
         "Load a model (the repository API)", _json({}), (403, 404, 503)
     ),
     "v2.repository_unload": Operation("Unload a model (the repository API)", _json({}), (403, 404)),
+    "shadow.report": Operation(
+        "How {model}'s shadow challenger compares with what answers, over all workers",
+        _OBJECT,
+        (400, 404, 503),
+    ),
+    "shadow.start": Operation(
+        "Start a shadow challenger: {version, fraction} (the repository API)",
+        _json({}),
+        (400, 403, 404, 413, 503),
+        body=_json(
+            {
+                "type": "object",
+                "properties": {
+                    "version": {"type": ["integer", "string"]},
+                    "fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                },
+                "required": ["version"],
+            }
+        ),
+    ),
+    "shadow.stop": Operation("Stop a shadow challenger", _json({}), (400, 403, 404)),
+    "shadow.promote": Operation(
+        "Promote a shadow challenger: it answers, in every worker", _json({}), (400, 403, 404, 503)
+    ),
     "mlflow.invocations": Operation(
         "MLflow scoring",
         _json(_MLFLOW_PREDICTIONS),

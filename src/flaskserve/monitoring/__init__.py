@@ -11,6 +11,7 @@ from typing import Any
 
 from ..settings import Settings
 from .base import Observation, Observer
+from .shadow import shadow_observer
 
 __all__ = ["Observation", "Observer", "build_observers"]
 
@@ -18,4 +19,5 @@ __all__ = ["Observation", "Observer", "build_observers"]
 def build_observers(settings: Settings, registry: Any, metrics: Any) -> tuple[Observer, ...]:
     """The monitors *settings* turn on, for one app."""
     observers: list[Observer] = []
+    observers.append(shadow_observer(settings, registry))  # admin API may start one
     return tuple(observers)

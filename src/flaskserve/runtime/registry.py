@@ -25,6 +25,7 @@ from ..admission import admit
 from ..artifact import MANIFEST_NAME, read_manifest
 from ..errors import ArtifactError, FlaskServeError, InvalidInput, ModelNotFound, ModelNotReady
 from .base import Runtime
+from .shadows import Routing, RoutingStore, ShadowPlan
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,20 @@ class Snapshot:
     unloaded: frozenset[str] = frozenset()
     default_name: str | None = None
     error: str | None = None  # why nothing at all could be found, if so
+    #: challengers (never chosen, never answer) and promoted versions (:mod:`.shadows`)
+    routing: Routing = field(default_factory=Routing)
+
+    def __post_init__(self) -> None:
+        # the version each name answers with, decided once: get() is on every request
+        serving: dict[str, int] = {}
+        for name, versions in self.models.items():
+            plan = self.routing.shadows.get(name)
+            answering = [v for v in versions if plan is None or v != plan.version]
+            pinned = self.routing.promoted.get(name)
+            chosen = pinned if pinned in answering else max(answering, default=None)
+            if chosen is not None:
+                serving[name] = chosen
+        object.__setattr__(self, "_serving", serving)
 
     def get(self, name: str | None = None, version: str | int | None = None) -> ServedModel:
         """The version asked for, or the highest version of *name* (default: the default model).
@@ -69,9 +84,10 @@ class Snapshot:
         validate_name(name)
         wanted = parse_version(version) if version is not None else None
         versions = self.models.get(name, {})
-        if wanted is None and versions:
-            return versions[max(versions)]
-        if wanted is not None and wanted in versions:
+        serving: dict[str, int] = self._serving  # type: ignore[attr-defined]
+        if wanted is None and name in serving:
+            return versions[serving[name]]
+        if wanted is not None and wanted in versions and not self.is_shadow(name, wanted):
             return versions[wanted]
         self._raise_missing(name, wanted)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -83,6 +99,13 @@ class Snapshot:
             raise ModelNotReady(f"model {name!r} is not available: {self.error}")
         if name in self.unloaded:
             raise ModelNotReady(f"model {name!r} is unloaded")
+        if version is not None and self.is_shadow(name, version):
+            raise ModelNotFound(
+                f"model {name!r} version {version} is a shadow challenger and answers no client;"
+                " promote it to serve it"
+            )
+        if version is None and name in self.models:
+            raise ModelNotReady(f"model {name!r} has only a shadow challenger, which answers none")
         failed = self.failures_of(name)
         if version is not None and version in failed:
             raise ModelNotReady(
@@ -94,6 +117,17 @@ class Snapshot:
             raise ModelNotFound(f"model {name!r} has no version {version}")
         raise ModelNotFound(f"no model named {name!r}")
 
+    def is_shadow(self, name: str, version: int) -> bool:
+        """*version* of *name* is a shadow challenger: it scores requests but answers none."""
+        plan = self.routing.shadows.get(name)
+        return plan is not None and plan.version == version
+
+    def challenger(self, name: str) -> tuple[ServedModel, ShadowPlan] | None:
+        """The loaded challenger of *name* and its plan, if it has one."""
+        plan = self.routing.shadows.get(name)
+        model = self.models.get(name, {}).get(plan.version) if plan is not None else None
+        return (model, plan) if model is not None and plan is not None else None
+
     def failures_of(self, name: str) -> dict[int, str]:
         """Why each refused version of *name* was refused, by version."""
         return {v: why for (n, v), why in self.failures.items() if n == name}
@@ -103,7 +137,7 @@ class Snapshot:
         rows: list[dict[str, object]] = []
         for name, versions in sorted(self.models.items()):
             rows += [
-                {"name": name, "version": str(v), "state": "READY", "reason": ""}
+                {"name": name, "version": str(v), "state": "READY", "reason": _role(self, name, v)}
                 for v in sorted(versions)
             ]
         for (name, version), reason in sorted(self.failures.items()):
@@ -121,6 +155,10 @@ class Snapshot:
         """Every model that is not unloaded has at least one version serving."""
         failing = {name for name, _ in self.failures} - set(self.models)
         return bool(self.models) and not failing
+
+
+def _role(snapshot: Snapshot, name: str, version: int) -> str:
+    return "shadow challenger" if snapshot.is_shadow(name, version) else ""
 
 
 def validate_name(name: str) -> None:
@@ -185,6 +223,7 @@ class ModelRegistry:
         self._snapshot = Snapshot()
         self._wake = threading.Event()
         self._watcher_pid: int | None = None
+        self.routing = RoutingStore(state_dir)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -222,6 +261,11 @@ class ModelRegistry:
         names = self._unloaded()
         names = names | {name} if unloaded else names - {name}
         self._store_unloaded(names)
+        return self.refresh()
+
+    def change_routing(self, how: Callable[[Routing], Routing]) -> Snapshot:
+        """Change which versions are challengers or promoted, for every worker, then refresh."""
+        self.routing.change(how)
         return self.refresh()
 
     def start_watching(self, interval: float) -> None:
@@ -282,7 +326,7 @@ class ModelRegistry:
         failing = sorted({n for n, _ in failures} - set(models))
         names = sorted(models) + failing + sorted(unloaded - set(models) - set(failing))
         default = self._default_model or (names[0] if names else None)
-        return Snapshot(models, failures, unloaded, default, error)
+        return Snapshot(models, failures, unloaded, default, error, self.routing.read())
 
     def _unloaded(self) -> frozenset[str]:
         if self._state_dir is None:

@@ -1,0 +1,226 @@
+"""Shadow challengers: a second version scores a fraction of a model's rows, answers no one.
+
+:meth:`ShadowObserver.observe` runs on the request thread and only samples and enqueues
+(a bounded queue: when full, the request is dropped from the comparison and counted).
+One daemon thread per worker, started by the first observation after gunicorn forks,
+takes what queued, scores it in bulk with the challenger (and the champion's
+probabilities where the client did not ask for them), and adds the comparison to this
+worker's :class:`~flaskserve.monitoring.shadow_report.ShadowTally`. A challenger that
+raises is counted and logged; nothing of it reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..runtime.registry import ModelRegistry, ServedModel
+from ..runtime.shadows import Routing, parse_shadows
+from ..schema import Table
+from ..settings import Settings
+from .base import Observation
+from .shadow_report import ShadowTally, TallyKey, read_tallies, write_tallies
+
+logger = logging.getLogger(__name__)
+
+#: requests waiting to be scored, per worker; beyond it they are dropped and counted
+QUEUE_REQUESTS = 1024
+#: the most rows one bulk call to the challenger receives
+BATCH_ROWS = 2048
+
+
+@dataclass(frozen=True)
+class _Job:
+    key: TallyKey
+    challenger: ServedModel
+    seen: Observation
+
+
+class ShadowObserver:
+    """Compares each model's answers with its shadow challenger's, off the request path.
+
+    :param registry: whose snapshot says which challenger each model has.
+    :param state_dir: where each worker writes its tallies for the report to sum;
+        ``None``: this process only.
+    """
+
+    def __init__(self, registry: ModelRegistry, state_dir: Path | None) -> None:
+        self._registry = registry
+        self._state_dir = state_dir
+        self._random = random.Random()
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._queue: queue.Queue[_Job] = queue.Queue(QUEUE_REQUESTS)
+        self._tallies: dict[TallyKey, ShadowTally] = {}
+
+    def observe(self, observation: Observation) -> None:
+        found = self._registry.snapshot.challenger(observation.model.name)
+        if found is None:
+            return
+        challenger, plan = found
+        if plan.fraction < 1 and self._random.random() >= plan.fraction:
+            return
+        if self._pid != os.getpid():
+            self._start()
+        key = (challenger.name, challenger.version, plan.started)
+        try:
+            self._queue.put_nowait(_Job(key, challenger, observation))
+        except queue.Full:
+            with self._lock:
+                self._tally(key).dropped += 1
+
+    def report_tally(self, key: TallyKey) -> tuple[ShadowTally, int]:
+        """The sum over workers of the tallies for *key*, and how many workers scored it."""
+        if self._state_dir is None:
+            with self._lock:
+                own = self._tallies.get(key)
+                total = ShadowTally()
+                if own is not None:
+                    total.merge(own)
+            return total, int(own is not None)
+        self._save()  # this worker's latest, dropped requests included
+        return read_tallies(self._state_dir, key)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until everything queued is scored (tests, shutdown); ``False`` on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._queue.unfinished_tasks
+
+    def _tally(self, key: TallyKey) -> ShadowTally:
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tallies[key] = ShadowTally()
+        return tally
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            # a forked worker starts afresh: its parent's queue and thread are not its own
+            self._queue = queue.Queue(QUEUE_REQUESTS)
+            self._tallies = {}
+            self._pid = os.getpid()
+            thread = threading.Thread(
+                target=self._run, args=(self._queue,), name="flaskserve-shadow", daemon=True
+            )
+            thread.start()
+
+    def _run(self, jobs: queue.Queue[_Job]) -> None:
+        while True:
+            batch = [jobs.get()]
+            rows = len(batch[0].seen.inputs)
+            while rows < BATCH_ROWS:
+                try:
+                    batch.append(jobs.get_nowait())
+                except queue.Empty:
+                    break
+                rows += len(batch[-1].seen.inputs)
+            try:
+                self._score_all(batch)
+                self._save()
+            except Exception:  # the thread must outlive any surprise, or shadowing stops
+                logger.exception("shadow scoring failed")
+            finally:
+                for _ in batch:
+                    jobs.task_done()
+
+    def _score_all(self, batch: Sequence[_Job]) -> None:
+        groups: dict[tuple[Any, ...], list[_Job]] = {}
+        for job in batch:  # rows of one champion and challenger, of one kind, go together
+            seen = job.seen
+            group = (job.key, id(seen.model), id(job.challenger), type(seen.inputs))
+            groups.setdefault(group, []).append(job)
+        for jobs in groups.values():
+            tally = score(jobs[0].challenger, [job.seen for job in jobs])
+            with self._lock:
+                self._tally(jobs[0].key).merge(tally)
+
+    def _save(self) -> None:
+        if self._state_dir is None:
+            return
+        with self._lock:
+            tallies = {k: ShadowTally(**vars(t)) for k, t in self._tallies.items()}
+        if tallies:
+            write_tallies(self._state_dir, tallies)
+
+
+def score(challenger: ServedModel, seen: Sequence[Observation]) -> ShadowTally:
+    """Score the rows of *seen* (one champion's) with *challenger* in one call; compare."""
+    tally = ShadowTally(requests=len(seen), batches=1)
+    rows = _concat([s.inputs for s in seen])
+    champion = seen[0].model
+    labels = np.concatenate([s.prediction.predictions for s in seen])
+    classes = champion.runtime.manifest.task == "classification"
+    started = time.perf_counter()
+    try:
+        theirs = challenger.runtime.predict(rows, proba=classes)
+    except Exception as e:  # the challenger's failure is a finding, never a client's error
+        logger.warning(
+            "shadow challenger %r version %s failed on %d rows: %s",
+            challenger.name,
+            challenger.version,
+            len(rows),
+            e,
+        )
+        return ShadowTally(requests=len(seen), failed_rows=len(rows), failed_batches=1)
+    tally.seconds = time.perf_counter() - started
+    tally.add_labels(labels, np.asarray(theirs.predictions))
+    if classes and theirs.probabilities is not None:
+        ours = _champion_probabilities(champion, seen, rows)
+        aligned = _align(champion, challenger, np.asarray(theirs.probabilities))
+        if ours is not None and aligned is not None:
+            tally.add_probabilities(ours, aligned)
+    return tally
+
+
+def _concat(inputs: Sequence[np.ndarray | Table]) -> np.ndarray | Table:
+    first = inputs[0]
+    if isinstance(first, Table):
+        return first.concat(*inputs[1:]) if len(inputs) > 1 else first  # type: ignore[arg-type]
+    return np.concatenate(inputs) if len(inputs) > 1 else first  # type: ignore[arg-type]
+
+
+def _champion_probabilities(
+    champion: ServedModel, seen: Sequence[Observation], rows: np.ndarray | Table
+) -> np.ndarray | None:
+    given = [s.prediction.probabilities for s in seen]
+    if all(p is not None for p in given):
+        return np.concatenate(given)  # type: ignore[arg-type]
+    try:  # the client did not ask for them: compute them here, off its path
+        return champion.runtime.predict(rows, proba=True).probabilities
+    except Exception as e:
+        logger.warning("champion %r probabilities failed for the shadow: %s", champion.name, e)
+        return None
+
+
+def _align(champion: ServedModel, challenger: ServedModel, proba: np.ndarray) -> np.ndarray | None:
+    """The challenger's probability columns in the champion's class order, if same classes."""
+    ours = [str(label) for label in champion.runtime.manifest.labels]
+    theirs = [str(label) for label in challenger.runtime.manifest.labels]
+    if ours == theirs:
+        return proba
+    if sorted(ours) != sorted(theirs):
+        return None
+    return proba[:, [theirs.index(label) for label in ours]]
+
+
+def shadow_observer(settings: Settings, registry: ModelRegistry) -> ShadowObserver:
+    """The shadow monitor of one app; ``settings.shadow`` names the challengers it starts with.
+
+    :raises SettingsError: ``settings.shadow`` does not parse.
+    """
+    registry.routing.set_initial(Routing(parse_shadows(settings.shadow)))
+    registry.refresh()  # the first snapshot may have chosen a challenger: choose again
+    return ShadowObserver(registry, settings.state_dir)
