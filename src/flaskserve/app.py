@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 
 from .api import explain, health, kserve_v1, mlflow, openapi, predict, shadow, ui, v2
+from .api.drift import bp as drift_bp
 from .api.errors import register_error_handlers
 from .api.observability import register_request_logging
 from .api.state import EXTENSION_KEY
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(explain.bp)
     app.register_blueprint(kserve_v1.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(drift_bp)
     app.register_blueprint(v2.bp)
     app.register_blueprint(mlflow.bp)
     app.register_blueprint(openapi.bp)

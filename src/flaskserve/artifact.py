@@ -134,6 +134,9 @@ class ModelManifest:
     #: the training rows' ``mean`` a linear model needs, and ``importance``, each input
     #: column's mean absolute contribution over ``rows`` held-out rows; or ``reason``
     explanation: dict[str, Any] = field(default_factory=dict)
+    #: each input column's distribution over the training rows, by name, that served rows
+    #: are compared with (:mod:`flaskserve.monitoring.drift_baseline`); ``{}``: none recorded
+    baselines: dict[str, Any] = field(default_factory=dict)
 
     @cached_property  # read on every request
     def feature_names(self) -> tuple[str, ...]:

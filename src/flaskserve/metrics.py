@@ -35,6 +35,8 @@ import threading
 import time
 import weakref
 from bisect import bisect_left
+from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -96,6 +98,7 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self.before_render: list[Callable[[], None]] = []  # the drift monitor sets its gauge
 
         self._children: dict[tuple[Any, ...], Any] = {}  # labels() costs a lock and a lookup
         self._versions: dict[str, str] = {}  # the gauge is written when a model's version changes
@@ -158,10 +161,25 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
+    @cached_property
+    def feature_psi(self) -> Any:
+        """``flaskserve_feature_psi``: set by the drift monitor (``monitoring/drift.py``)."""
+        from prometheus_client import Gauge
+
+        return Gauge(
+            "flaskserve_feature_psi",
+            "Population stability index of an input column since start, against its training",
+            ["model", "version", "feature"],
+            registry=self._registry,
+            multiprocess_mode="mostrecent",  # each worker computes it from all workers' counts
+        )
+
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+        for hook in self.before_render:
+            hook()
         return generate_latest(self._readable()), CONTENT_TYPE_LATEST
 
     def model_stats(self, model: str) -> dict[str, Any]:

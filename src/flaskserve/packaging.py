@@ -28,6 +28,7 @@ from .compiler import with_compiled
 from .explain.record import explanation_record
 from .frames import TypedSample, describe_frame, is_frame
 from .modelcard import feature_importances
+from .monitoring.drift_baseline import compute_baselines
 from .runtime.boosters import BoosterModel
 from .schema import Table
 from .version import __version__
@@ -56,9 +57,9 @@ def save_model(
     :param sample: training rows: a pandas DataFrame (text, ``category``, boolean and
         number columns; missing cells), or a 2-D array of numbers (``NaN`` for a
         missing cell). Each feature's type, range, categories and whether it may be
-        missing go into the manifest (docs/typing.md), and the first rows, with their
-        predictions, become the smoke test. Without it the manifest records no types
-        beyond numbers, no ranges and no smoke rows.
+        missing go into the manifest (docs/typing.md), with its drift baseline; the first
+        rows, with their predictions, become the smoke test. Without it the manifest
+        records no types beyond numbers, no ranges, baselines or smoke rows.
     :param feature_names: one name per column; default ``feature_names_in_`` or ``x0..xn``.
     :param class_names: human names for ``classes_``, in the same order.
     :param name: the model's name; default the directory's name.
@@ -139,6 +140,7 @@ def _described(
         "sample": _smoke_sample(model, typed),
         "feature_importances": feature_importances(estimator, names),
         "input": typed.input if typed else "matrix",
+        "baselines": compute_baselines(typed.features, typed.rows) if typed else {},
     }
 
 

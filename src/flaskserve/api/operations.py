@@ -266,6 +266,20 @@ OPERATIONS: Mapping[str, Operation] = {
     "health.model_stats": Operation(
         "Requests the model answered and its latency percentiles", _OBJECT, (404, 503)
     ),
+    "drift.model_drift": Operation(
+        "Each input column's drift from training: PSI since start and in the recent window",
+        _OBJECT,
+        (400, 404, 503),
+        query=(
+            {
+                "name": "version",
+                "in": "query",
+                "required": False,
+                "description": "the version to report on; default the version answering",
+                "schema": {"type": "integer", "minimum": 1},
+            },
+        ),
+    ),
     "v2.server_metadata": Operation("Server metadata", _OBJECT),
     "v2.live": Operation("Server liveness", _OBJECT),
     "v2.ready": Operation("Server readiness", _OBJECT, (503,)),

@@ -19,5 +19,9 @@ __all__ = ["Observation", "Observer", "build_observers"]
 def build_observers(settings: Settings, registry: Any, metrics: Any) -> tuple[Observer, ...]:
     """The monitors *settings* turn on, for one app."""
     observers: list[Observer] = []
+    if settings.drift:
+        from .drift import DriftMonitor
+
+        observers.append(DriftMonitor(settings, registry, metrics))
     observers.append(shadow_observer(settings, registry))  # admin API may start one
     return tuple(observers)
