@@ -154,6 +154,19 @@ class Metrics:
             for (model, version), count in rows.items():
                 self._child(self.rows, model, version).inc(count)
 
+    @cached_property
+    def log_dropped(self) -> Any:
+        """Request-log rows dropped, by reason (made when monitoring/requestlog.py starts)."""
+        from prometheus_client import Counter
+
+        reasons = "queue_full, disk_full, write_failed, unsupported"
+        return Counter(
+            "flaskserve_log_dropped",
+            f"Request-log rows dropped: {reasons}",
+            ["reason"],
+            registry=self._registry,
+        )
+
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
         child = self._children.get(key)

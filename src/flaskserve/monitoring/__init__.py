@@ -24,4 +24,8 @@ def build_observers(settings: Settings, registry: Any, metrics: Any) -> tuple[Ob
 
         observers.append(DriftMonitor(settings, registry, metrics))
     observers.append(shadow_observer(settings, registry))  # admin API may start one
+    if settings.log_dir is not None:
+        from .requestlog import RequestLog  # pyarrow, only when the log is on
+
+        observers.append(RequestLog(settings, metrics))
     return tuple(observers)

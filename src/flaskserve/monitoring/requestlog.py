@@ -1,0 +1,202 @@
+"""The request log: a sample of answered requests, as Parquet files for the next training run.
+
+:meth:`RequestLog.observe` runs on the request's thread: it draws the sample (per
+request) and appends the observation to a bounded queue, nothing more. A thread per
+worker, started with the first sampled answer (after gunicorn's fork), takes the queue
+every :data:`POLL_SECONDS`, keeps each model version's rows until its file rolls
+(``log_roll_rows`` rows, or ``log_roll_seconds`` after its first row), and writes the
+file whole (:mod:`.requestlog_files`). Rows it cannot keep, because the queue is full or
+a write failed, are dropped and counted in ``flaskserve_log_dropped_total{reason}``.
+
+What a worker loses when it is killed (SIGKILL, the OOM killer) is what it had not
+written yet: the rows of its open files (fewer than ``log_roll_rows`` per model
+version, at most ``log_roll_seconds`` old) and its queue (at most :data:`QUEUE_ROWS`
+rows, in practice :data:`POLL_SECONDS` of traffic). A graceful stop (SIGTERM) writes
+everything first.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..settings import Settings
+from .base import Observation
+from .requestlog_files import (
+    file_name,
+    log_schema,
+    no_space,
+    prune,
+    require_pyarrow,
+    to_table,
+    write_file,
+)
+
+logger = logging.getLogger(__name__)
+
+#: how often the writer takes the queue; also the longest a stop waits for it
+POLL_SECONDS = 0.25
+#: the most rows the queue holds (a request larger than that is still taken alone)
+QUEUE_ROWS = 50_000
+#: ``flaskserve_log_dropped_total``'s reasons: the queue was full; the disk was full; the
+#: write failed otherwise; the answer had several outputs a row, which the log cannot hold
+DROP_REASONS = ("queue_full", "disk_full", "write_failed", "unsupported")
+#: how long a stopping worker waits for its last files
+CLOSE_SECONDS = 20.0
+
+
+@dataclass
+class _OpenFile:
+    """The rows of one model version not written yet."""
+
+    schema: Any
+    started: float  # time.monotonic() of the first row
+    first_time: float  # its Observation.time, which names the file
+    observations: list[Observation] = field(default_factory=list)
+    rows: int = 0
+
+
+class RequestLog:
+    """The request-log :class:`~flaskserve.monitoring.base.Observer` of one app.
+
+    :param metrics: where ``flaskserve_log_dropped_total`` is counted (``log_dropped``).
+    :param queue_rows: the queue's bound, in rows.
+    :param poll_seconds: how often the writer thread takes the queue.
+    :raises SettingsError: pyarrow is missing (the message names the extra to install).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Any,
+        *,
+        queue_rows: int = QUEUE_ROWS,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        require_pyarrow()
+        assert settings.log_dir is not None
+        self.root: Path = settings.log_dir
+        self._settings = settings
+        self._dropped_counter = metrics.log_dropped
+        for reason in DROP_REASONS:  # every reason is exported from the start, at 0
+            self._dropped_counter.labels(reason)
+        self._queue_rows = queue_rows
+        self._poll_seconds = poll_seconds
+        self._sample = settings.log_sample
+        self._reset()
+        forget = weakref.WeakMethod(self._reset)
+        os.register_at_fork(after_in_child=lambda: _call(forget))
+
+    def _reset(self) -> None:
+        """A new process's state: no queue, no thread (a thread does not survive a fork)."""
+        self._lock = threading.Lock()
+        self._queue: deque[Observation] = deque()
+        self._queued_rows = 0
+        self._dropped: Counter[str] = Counter()  # since the writer last counted them
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._open: dict[tuple[str, int], _OpenFile] = {}
+        self._sequence = 0
+
+    def observe(self, observation: Observation) -> None:
+        """Queue a sampled answer for the writer; drop it (counted) when the queue is full."""
+        if self._sample < 1.0 and random.random() >= self._sample:
+            return
+        rows = len(observation.inputs)
+        with self._lock:
+            if self._queued_rows and self._queued_rows + rows > self._queue_rows:
+                self._dropped["queue_full"] += rows
+                return
+            self._queue.append(observation)
+            self._queued_rows += rows
+            if self._thread is None:
+                self._start()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="flaskserve-requestlog", daemon=True)
+        self._thread.start()
+        close = weakref.WeakMethod(self.close)
+        atexit.register(lambda: _call(close))  # a stopping worker writes what it holds
+
+    def close(self) -> None:
+        """Write every row taken so far and stop the writer (a graceful stop)."""
+        thread = self._thread
+        self._stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(CLOSE_SECONDS)
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stop.wait(self._poll_seconds)
+            try:
+                self._cycle(final=stopping)
+            except Exception:  # the writer must outlive a bug: its rows are counted as dropped
+                logger.exception("request log: writing failed")
+            if stopping:
+                return
+
+    def _cycle(self, *, final: bool) -> None:
+        with self._lock:
+            taken, self._queue = self._queue, deque()
+            self._queued_rows = 0
+            dropped, self._dropped = self._dropped, Counter()
+        for observation in taken:
+            self._keep(observation)
+        now = time.monotonic()
+        for key, open_file in list(self._open.items()):
+            age = now - open_file.started
+            rolls = open_file.rows >= self._settings.log_roll_rows
+            if final or rolls or age >= self._settings.log_roll_seconds:
+                self._write(key)
+        for reason, rows in dropped.items():
+            self._count_dropped(reason, rows)
+
+    def _count_dropped(self, reason: str, rows: int) -> None:
+        self._dropped_counter.labels(reason).inc(rows)
+
+    def _keep(self, observation: Observation) -> None:
+        model = observation.model
+        rows = len(observation.inputs)
+        if observation.prediction.predictions.shape != (rows,):  # several outputs a row
+            self._count_dropped("unsupported", rows)
+            return
+        key = (model.name, model.version)
+        open_file = self._open.get(key)
+        if open_file is None:
+            open_file = _OpenFile(log_schema(model), time.monotonic(), observation.time)
+            self._open[key] = open_file
+        open_file.observations.append(observation)
+        open_file.rows += rows
+        if open_file.rows >= self._settings.log_roll_rows:  # a long queue fills several files
+            self._write(key)
+
+    def _write(self, key: tuple[str, int]) -> None:
+        open_file = self._open.pop(key)
+        self._sequence += 1
+        target = self.root / key[0] / file_name(open_file.first_time, self._sequence)
+        try:
+            write_file(to_table(open_file.schema, open_file.observations), target)
+        except Exception as e:  # a full disk, a bad row: the file's rows are lost, and counted
+            reason = "disk_full" if no_space(e) else "write_failed"
+            self._count_dropped(reason, open_file.rows)
+            logger.warning("request log: %d rows dropped (%s): %s", open_file.rows, reason, e)
+            return
+        try:
+            prune(self.root, self._settings.log_max_bytes)
+        except OSError as e:
+            logger.warning("request log: could not remove old files: %s", e)
+
+
+def _call(method: weakref.WeakMethod[Any]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
