@@ -197,3 +197,9 @@ def test_the_admin_api_refuses(
     assert message in response.json["error"]  # type: ignore[index]
     stop = client.post("/v2/repository/models/iris/shadow/stop", headers=ADMIN)
     assert stop.status_code == 404 and "no shadow challenger" in stop.json["error"]  # type: ignore[index]
+
+
+def test_the_model_card_shows_the_challenger(client: FlaskClient) -> None:
+    client.post("/v2/repository/models/iris/shadow", json={"version": 2}, headers=ADMIN)
+    page = client.get("/ui/iris").get_data(as_text=True)
+    assert 'id="shadow" data-url="/model/iris/shadow"' in page

@@ -315,3 +315,66 @@
   refreshStats();
   setInterval(() => { if (!document.hidden) refreshStats(); }, 3000);
 })();
+
+// --- shadow challenger (templates/flaskserve/_shadow.html): how it compares with what answers ---
+(function () {
+  const section = document.getElementById("shadow");
+  if (!section) return;
+  const summary = document.getElementById("shadow-summary");
+  const table = document.getElementById("shadow-confusion");
+  const text = (id, value) => { document.getElementById(id).textContent = value; };
+  const ms = (s) => (s === null ? "–" : (s * 1000).toPrecision(3) + " ms");
+
+  function confusion(counts) {
+    const labels = [...new Set(Object.values(counts).flatMap(Object.keys)
+      .concat(Object.keys(counts)))].sort();
+    const cell = (tag, value, scope) => {
+      const node = document.createElement(tag);
+      node.textContent = value;
+      if (scope) node.scope = scope;
+      return node;
+    };
+    const head = document.createElement("tr");
+    head.append(cell("td", ""), ...labels.map((l) => cell("th", l, "col")));
+    const rows = labels.map((ours) => {
+      const row = document.createElement("tr");
+      row.append(cell("th", ours, "row"),
+        ...labels.map((theirs) => cell("td", String((counts[ours] || {})[theirs] || 0))));
+      return row;
+    });
+    table.replaceChildren(table.caption, head, ...rows);
+  }
+
+  function show(r) {
+    const facts = document.getElementById("shadow-facts");
+    if (r.challenger_version === null) {
+      summary.textContent = "No challenger: version " + r.champion_version + " answers alone.";
+      facts.hidden = table.hidden = true;
+      return;
+    }
+    summary.textContent = "Version " + r.challenger_version + " scored " + r.rows + " rows of " +
+      r.requests + " requests (" + Math.round(r.fraction * 100) + "% sampled) beside version " +
+      r.champion_version + ", over " + r.workers + " worker(s).";
+    const p = r.probability_difference;
+    text("shadow-agreement", r.agreement === null ? "–" : (r.agreement * 100).toFixed(1) + "%");
+    text("shadow-proba", p === null ? "–" : p.mean.toFixed(3) + " / " + p.max.toFixed(3));
+    text("shadow-latency", ms(r.challenger_seconds.per_row) + " / " +
+      ms(r.challenger_seconds.per_batch));
+    text("shadow-failures", r.failures.rows + " rows / " + r.dropped_requests + " requests");
+    confusion(r.confusion);
+    facts.hidden = table.hidden = false;
+  }
+
+  async function refresh() {
+    try {
+      const response = await fetch(section.dataset.url, { headers: { Accept: "application/json" } });
+      if (response.ok) show(await response.json());
+    } catch (err) {
+      // a nicety, like the live figures: a missed poll changes nothing else on the page
+    }
+  }
+
+  refresh();
+  setInterval(() => { if (!document.hidden) refresh(); }, 10000);
+})();
+// --- end shadow challenger ---
