@@ -253,3 +253,12 @@ def _observation(client: FlaskClient) -> Any:
     model = state.registry.snapshot.get("iris")
     rows = _training_rows()[:5]
     return Observation(model, rows, Prediction(np.zeros(5)), "id", "/predict", time.time())
+
+
+def test_the_model_card_shows_drift_from_the_endpoint(model_dir: Path) -> None:
+    client = _client(model_dir)
+    page = client.get("/ui/iris").get_data(as_text=True)
+    assert 'id="drift" data-url="/model/iris/drift"' in page and "Input drift" in page
+    with client.get("/ui/static/ui.js") as response:  # a file response: closed after use
+        script = response.get_data(as_text=True)
+    assert 'getElementById("drift")' in script and "section.dataset.url" in script

@@ -316,6 +316,76 @@
   setInterval(() => { if (!document.hidden) refreshStats(); }, 3000);
 })();
 
+// --- input drift (templates/flaskserve/_drift.html): training bins beside the served ones ---
+(function () {
+  const section = document.getElementById("drift");
+  if (!section) return;
+  const SVG = "http://www.w3.org/2000/svg";
+  const summary = document.getElementById("drift-summary");
+  const columns = document.getElementById("drift-columns");
+
+  function svg(tag, attributes, text) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, String(v));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  // One small chart per column: per bin, the training share (outline) and the served share.
+  function chart(feature) {
+    const width = 12, gap = 4, height = 60;
+    const bins = feature.bins;
+    const top = Math.max(...bins.map((b) => Math.max(b.baseline, b.since_start || 0)), 0.01);
+    const box = svg("svg", { class: "chart drift-chart", role: "img",
+      viewBox: "0 0 " + bins.length * (2 * width + gap) + " " + height });
+    bins.forEach((b, i) => {
+      const x = i * (2 * width + gap);
+      const bar = (share, cls, dx) => {
+        const h = Math.round((share / top) * (height - 2) * 10) / 10;
+        box.append(svg("rect", { x: x + dx, y: height - h, width: width, height: h, class: cls }));
+      };
+      bar(b.baseline, "drift-baseline", 0);
+      if (b.since_start !== null) bar(b.since_start, "drift-served", width);
+    });
+    const shares = bins.map((b) => b.label + " " + b.baseline + " / " + (b.since_start ?? "–"));
+    box.setAttribute("aria-label", feature.name + ", training / served share per bin: " +
+      shares.join(", "));
+    return box;
+  }
+
+  function show(report) {
+    if (!report.baseline) { summary.textContent = report.reason; return; }
+    summary.textContent = report.rows.since_start + " rows served since start (" +
+      report.rows.window + " in the last " + Math.round(report.window_seconds / 60) +
+      " min), over " + report.workers + " worker(s): " + report.status + ".";
+    columns.replaceChildren(...report.features.map((f) => {
+      const psi = (r) => (f[r].psi === null ? "–" : f[r].psi.toFixed(3)) + " " + f[r].status;
+      const item = document.createElement("div");
+      item.className = "drift-column" + (f.since_start.status === "drift" ||
+        f.window.status === "drift" ? " drifting" : "");
+      item.dataset.feature = f.name;
+      const caption = document.createElement("p");
+      caption.textContent = f.name + ": PSI " + psi("since_start") + "; recent " + psi("window");
+      item.append(caption, chart(f));
+      return item;
+    }));
+  }
+
+  async function refresh() {
+    try {
+      const response = await fetch(section.dataset.url, { headers: { Accept: "application/json" } });
+      if (response.status === 404) { summary.textContent = "Drift monitoring is off."; return; }
+      if (response.ok) show(await response.json());
+    } catch (err) {
+      // a nicety, like the live figures: a missed poll changes nothing else on the page
+    }
+  }
+
+  refresh();
+  setInterval(() => { if (!document.hidden) refresh(); }, 10000);
+})();
+// --- end input drift ---
+
 // --- shadow challenger (templates/flaskserve/_shadow.html): how it compares with what answers ---
 (function () {
   const section = document.getElementById("shadow");
