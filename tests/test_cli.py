@@ -432,8 +432,11 @@ def test_serve_refuses_a_bad_setting(runner: CliRunner, model_dir: Path, busy_po
         (["--port", "70000"], "Invalid value for '--port'"),
         (["--port", "web"], "Invalid value for '--port'"),
         (["--workers", "0"], "Invalid value for '--workers'"),
+        (["--shadow", "iris"], "FLASKSERVE_SHADOW: expected NAME=VERSION[@FRACTION], got 'iris'"),
+        (["--shadow", "iris=2@1.5"], "'iris=2@1.5': the fraction must be in (0, 1]"),
+        (["--log-sample", "0"], "Invalid value for '--log-sample'"),
     ],
-    ids=["port-too-high", "port-not-a-number", "no-workers"],
+    ids=["port-too-high", "port-not-a-number", "no-workers", "shadow", "fraction", "sample"],
 )
 def test_serve_refuses_bad_options(
     args: list[str], message: str, runner: CliRunner, model_dir: Path, busy_port: int
@@ -441,6 +444,18 @@ def test_serve_refuses_bad_options(
     # The last --port wins: the busy one only matters should a check regress.
     result = runner.invoke(main, ["serve", str(model_dir), "--port", str(busy_port), *args])
     _assert_refused(result, message)
+
+
+def test_serve_without_pyarrow_says_which_extra_the_log_needs(
+    runner: CliRunner,
+    model_dir: Path,
+    busy_port: int,
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)  # as if not installed
+    args = ["serve", str(model_dir), "--port", str(busy_port), "--log-dir", str(workdir / "log")]
+    _assert_refused(runner.invoke(main, args), "pip install 'flaskserve[log]'")
 
 
 def test_import_refuses_a_model_serve_would_not_load(runner: CliRunner, workdir: Path) -> None:

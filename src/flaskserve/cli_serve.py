@@ -13,6 +13,7 @@ import click
 
 from .admission import RUNTIME_CHOICES
 from .errors import ArtifactError, SettingsError
+from .monitoring.requestlog_files import require_pyarrow
 from .settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -93,6 +94,8 @@ def run_server(
             log_sample=log_sample,
             shadow=",".join(shadow) or None,
         )
+        if settings.log_dir is not None:
+            require_pyarrow()  # one line now, not a traceback in every worker
     except SettingsError as e:
         raise click.UsageError(e.message) from None
     kinds = _check_repository(settings)  # fail now, with one clear line, not in every worker

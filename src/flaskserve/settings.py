@@ -13,6 +13,7 @@ from typing import Any
 from .admission import RUNTIME_CHOICES
 from .errors import SettingsError
 from .runtime.compiled import PARALLEL_ROWS
+from .runtime.shadows import parse_shadows
 
 ENV_PREFIX = "FLASKSERVE_"
 DEFAULT_MODEL_DIR = Path("build/iris")
@@ -144,6 +145,7 @@ class Settings:
                 raise SettingsError(
                     f"{name}: expected a positive number, got {getattr(self, name)}"
                 )
+        parse_shadows(self.shadow)  # a bad --shadow stops serve before any worker starts
         for name in ("log_max_bytes", "log_roll_rows"):
             if getattr(self, name) < 1:
                 raise SettingsError(
