@@ -7,6 +7,7 @@ middleware tells of every answered prediction; its work runs off the request pat
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ..settings import Settings
@@ -14,6 +15,8 @@ from .base import Observation, Observer
 from .shadow import shadow_observer
 
 __all__ = ["Observation", "Observer", "build_observers"]
+
+SWITCH_INTERVAL = 0.001
 
 
 def build_observers(settings: Settings, registry: Any, metrics: Any) -> tuple[Observer, ...]:
@@ -28,4 +31,8 @@ def build_observers(settings: Settings, registry: Any, metrics: Any) -> tuple[Ob
         from .requestlog import RequestLog  # pyarrow, only when the log is on
 
         observers.append(RequestLog(settings, metrics))
+    # The monitors' threads do their bulk work in Python, holding the interpreter for up to
+    # the switch interval (5 ms by default) each time a request thread wants it back: a
+    # shorter interval keeps their work off the answers' tail (docs/monitoring.md#cost).
+    sys.setswitchinterval(SWITCH_INTERVAL)
     return tuple(observers)

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 #: answers waiting to be counted, at most; past it they are dropped (and counted as dropped)
 QUEUE_LIMIT = 4096
 #: how long the counting thread lets answers gather once woken
-COUNT_SECONDS = 0.1
+COUNT_SECONDS = 0.5
 _ORDER = ("no data", "stable", "shift", "drift")
 NO_BASELINE = (
     "no baseline: the artifact records no training distribution (saved before baselines"

@@ -1,0 +1,132 @@
+"""What the monitors cost the champion: drift, the request log, a shadow, and all three at once.
+
+Trains the tutorial's forest as ``iris`` version 1 and a 50-tree challenger as version 2
+in a repository, then starts ``flaskserve serve`` (``--workers``, compiled runtime) six
+times on free loopback ports:
+
+- everything off (``FLASKSERVE_DRIFT=0``, no log, no shadow): the baseline;
+- drift counting on (the default);
+- the request log at a 10% sample, and at 100%;
+- a shadow challenger (version 2) scoring 100% of the requests;
+- all three (drift, the log at 100%, the shadow at 100%).
+
+Each is loaded with wrk at 16 connections with the tutorial's row, ``--rounds`` times in
+turn (so the machine's drift falls on all of them), and each one's median round is set
+beside the baseline's: requests/s and p99, and the ratio.
+
+    python benchmarks/monitor_bench.py [--duration 5] [--rounds 3] [--workers 2]
+
+Traffic goes to 127.0.0.1 only, and every load run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from serve_bench import BIN, ROW, _free_port, _wait_ready, _wrk
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="flaskserve-monitors-") as tmp:
+        work = Path(tmp)
+        repository = _repository(work)
+        servers = _configurations(work)
+        running = [_start(repository, extra, env, args.workers) for extra, env in servers.values()]
+        try:
+            for url, _ in running:
+                _wait_ready(url, ROW)
+                _wrk(url, 2, 4, work, ROW)
+            runs: dict[str, list[tuple[float, float, float, int]]] = {name: [] for name in servers}
+            for round_number in range(args.rounds):
+                for name, (url, _) in zip(servers, running, strict=True):
+                    runs[name].append(_wrk(url, args.duration, 16, work, ROW))
+                print(f"round {round_number + 1} of {args.rounds} done", file=sys.stderr)
+        finally:
+            for _, process in running:
+                os.killpg(process.pid, signal.SIGTERM)
+            for _, process in running:
+                process.wait(timeout=30)
+    _print(runs, args)
+
+
+def _repository(work: Path) -> Path:
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    from flaskserve import save_model
+
+    root = work / "models"
+    subprocess.run(
+        [str(BIN / "flaskserve"), "train", "--out", str(root / "iris" / "1")],
+        check=True,
+        capture_output=True,
+    )
+    x, y = load_iris(return_X_y=True)
+    challenger = RandomForestClassifier(n_estimators=50, random_state=7).fit(x, y)
+    names = list(ROW)
+    save_model(
+        challenger, root / "iris" / "2", sample=x, feature_names=names, name="iris", version=2
+    )
+    return root
+
+
+def _configurations(work: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    off = {"FLASKSERVE_DRIFT": "0"}
+    shadow = ["--shadow", "iris=2@1"]
+    return {
+        "all off": (shadow[:0], off),
+        "drift": ([], {}),
+        "request log, 10%": (["--log-dir", str(work / "log10"), "--log-sample", "0.1"], off),
+        "request log, 100%": (["--log-dir", str(work / "log100")], off),
+        "shadow, 100%": (shadow, off),
+        "all three (log 100%)": ([*shadow, "--log-dir", str(work / "log-all")], {}),
+    }
+
+
+def _start(
+    repository: Path, extra: list[str], env: dict[str, str], workers: int
+) -> tuple[str, subprocess.Popen[bytes]]:
+    port = _free_port()
+    command = [str(BIN / "flaskserve"), "serve", str(repository), "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--workers", str(workers), *extra],
+        env={**os.environ, "FLASKSERVE_POLL_SECONDS": "0", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return f"http://127.0.0.1:{port}", process
+
+
+def _print(
+    runs: dict[str, list[tuple[float, float, float, int]]], args: argparse.Namespace
+) -> None:
+    medians = {name: sorted(values)[len(values) // 2] for name, values in runs.items()}
+    base_rps, _, base_p99, _ = medians["all off"]
+    print(
+        f"\n{os.cpu_count()} cores, {args.workers} workers, wrk c=16, {args.duration} s runs,"
+        f" median of {args.rounds} rounds\n\n| monitors | req/s | ÷ all off | p50 / p99 ms |"
+        " p99 ÷ all off | rounds (req/s) | errors |\n|---|---|---|---|---|---|---|"
+    )
+    for name, (rps, p50, p99, _) in medians.items():
+        rounds = " / ".join(f"{run[0]:,.0f}" for run in runs[name])
+        errors = sum(run[3] for run in runs[name])
+        print(
+            f"| {name} | {rps:,.0f} | {rps / base_rps:.1%} | {p50:.2f} / {p99:.2f} |"
+            f" {p99 / base_p99:.1%} | {rounds} | {errors} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
