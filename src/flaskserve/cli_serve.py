@@ -13,7 +13,6 @@ import click
 
 from .admission import RUNTIME_CHOICES
 from .errors import ArtifactError, SettingsError
-from .monitoring.requestlog_files import require_pyarrow
 from .settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,6 +94,8 @@ def run_server(
             shadow=",".join(shadow) or None,
         )
         if settings.log_dir is not None:
+            from .monitoring.requestlog_files import require_pyarrow
+
             require_pyarrow()  # one line now, not a traceback in every worker
     except SettingsError as e:
         raise click.UsageError(e.message) from None

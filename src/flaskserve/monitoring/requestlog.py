@@ -83,6 +83,11 @@ class RequestLog:
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
         require_pyarrow()
+        # pyarrow imports pandas on its first write; were that the last write, at shutdown,
+        # pandas' import of concurrent.futures would fail ("can't register atexit after
+        # shutdown") and the rows a stopping worker holds would be lost
+        import pandas  # noqa: F401
+
         assert settings.log_dir is not None
         self.root: Path = settings.log_dir
         self._settings = settings
