@@ -48,7 +48,7 @@ MIN_REQUESTS = 3_000  # a fuzz that really ran: seed 1 sent 6,075 at 400/150/250
 GROUPS = {
     "predict": (["--include-path-regex", r"^/predict"], 300),
     "v2-infer": (["--include-path-regex", r"/infer$"], 120),
-    "others": (["--exclude-path-regex", r"^/predict|/infer$"], 200),
+    "others": (["--exclude-path-regex", r"^/predict|/infer$"], 100),
 }
 
 
