@@ -49,36 +49,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-#: server tests that time nothing: they run on the other xdist worker, beside the unit tests,
-#: while the timing-sensitive ones (slow clients, keep-alive, faults, the soak) take turns
-_UNTIMED_SERVER_TESTS = {
-    "test_fuzz_openapi",
-    "test_batch_dask",
-    "test_ui_browser",
-    "test_compiled_parity",
-    "test_tritonclient",
-    "test_protocols",
-    "test_shadow_server",
-    "test_requestlog_server",
-    "test_drift_server",
-    "test_hostile_artifacts",
-    "test_repository_api",
-}
-
-
-def _server_group(item: pytest.Item) -> str:
-    return "untimed-servers" if item.path.stem in _UNTIMED_SERVER_TESTS else "servers"
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave out (deselect, not skip) the granian cases that ``--every-server`` asks for.
 
     Their promise is checked on granian by another test in every run; these repeat the long
     ones (fuzzing, the soak, the SIGKILL run). A skip would read as a component missing.
     """
-    for item in items:  # under xdist, tests that start servers share a worker, in turn
+    for item in items:  # under xdist, tests that start servers share one worker, in turn
         if item.get_closest_marker("integration"):
-            item.add_marker(pytest.mark.xdist_group(_server_group(item)))
+            item.add_marker(pytest.mark.xdist_group("servers"))
     if config.getoption("--every-server"):
         return
     kept = [item for item in items if not item.get_closest_marker("every_server")]

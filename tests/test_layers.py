@@ -116,7 +116,8 @@ ABOVE = (
 
 
 @pytest.mark.parametrize(
-    "layer", ["flaskserve.runtime", "flaskserve.codecs", "flaskserve.artifact", "flaskserve.explain"]
+    "layer",
+    ["flaskserve.runtime", "flaskserve.codecs", "flaskserve.artifact", "flaskserve.explain"],
 )
 def test_lower_layers_never_import_the_web_layers(layer: str) -> None:
     for module, targets in _imports_of(layer).items():

@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,7 @@ def _problems(entry: dict[str, Any]) -> list[str]:
 def test_schemathesis_finds_no_server_error(live_server: LiveServer, tmp_path: Path) -> None:
     workers = _workers(live_server)
     assert len(workers) == 2
+    _load_explainers(live_server)
     log_start = live_server.log.stat().st_size
     started = time.monotonic()
     runs = {}
@@ -194,6 +196,19 @@ def _assert_client_error_or_ok(response: requests.Response) -> None:
     assert response.status_code < 500, response.text[:300]
     if response.status_code >= 400:
         assert response.json()["error"]
+
+
+def _load_explainers(server: LiveServer) -> None:
+    """Each worker makes its explainer on its first /explain (importing shap, reading the
+    model: seconds under coverage), past the fuzzer's 10 s timeout for an answer."""
+    row = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
+    with ThreadPoolExecutor(4) as pool:  # at once, so that both workers get one
+        answers = list(
+            pool.map(
+                lambda _: requests.post(f"{server.url}/explain", json=row, timeout=120), range(4)
+            )
+        )
+    assert all(answer.status_code == 200 for answer in answers)
 
 
 def test_v2_parameters_with_a_number_past_float64(live_server: LiveServer) -> None:
