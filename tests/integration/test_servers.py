@@ -186,6 +186,7 @@ def test_sighup_makes_every_worker_rescan_in_place(
     server = start(args, env={"FLASKSERVE_POLL_SECONDS": "0"})
     master = server.process.pid
     workers = worker_pids(master)
+    _wait_for_log(server, "serving model 'iris' versions [1]", times=2)  # both have scanned
     shutil.copytree(model_dir, root / "iris" / "2")
     time.sleep(0.5)
     assert {_version(server) for _ in range(10)} == {"1"}  # nobody looks without a signal
@@ -195,6 +196,13 @@ def test_sighup_makes_every_worker_rescan_in_place(
         assert time.monotonic() < deadline, server.log.read_text()
         time.sleep(0.2)
     assert worker_pids(master) == workers
+
+
+def _wait_for_log(server: LiveServer, text: str, *, times: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while server.log.read_text().count(text) < times:
+        assert time.monotonic() < deadline, server.log.read_text()
+        time.sleep(0.1)
 
 
 def _version(server: LiveServer) -> str:

@@ -231,6 +231,8 @@ def shadow_observer(settings: Settings, registry: ModelRegistry) -> ShadowObserv
 
     :raises SettingsError: ``settings.shadow`` does not parse.
     """
-    registry.routing.set_initial(Routing(parse_shadows(settings.shadow)))
-    registry.refresh()  # the first snapshot may have chosen a challenger: choose again
+    plans = parse_shadows(settings.shadow)
+    registry.routing.set_initial(Routing(plans))
+    if plans:
+        registry.refresh()  # the first snapshot may have chosen a challenger: choose again
     return ShadowObserver(registry, settings.state_dir)
