@@ -24,7 +24,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -158,4 +157,4 @@ def _in_process(artifact: Path, body: Any) -> float:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

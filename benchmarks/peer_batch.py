@@ -96,7 +96,9 @@ def _train(work: Path) -> Any:
         return pickle.load(f)  # the forest this script trained a moment ago
 
 
-def _start_mlserver(executable: str, work: Path, workers: int) -> tuple[str, subprocess.Popen]:
+def _start_mlserver(
+    executable: str, work: Path, workers: int
+) -> tuple[str, subprocess.Popen[bytes]]:
     root, port = work / "mlserver", _free_port()
     settings = {
         "http_port": port,
@@ -122,7 +124,7 @@ def _start_mlserver(executable: str, work: Path, workers: int) -> tuple[str, sub
 
 def _start_flaskserve(
     work: Path, workers: int, *, parallel_rows: int | None
-) -> tuple[str, subprocess.Popen]:
+) -> tuple[str, subprocess.Popen[bytes]]:
     """``flaskserve serve``; *parallel_rows* sets ``FLASKSERVE_PARALLEL_ROWS`` (0: one thread)."""
     port = _free_port()
     command = [str(BIN / "flaskserve"), "serve", str(work / "iris")]
@@ -137,7 +139,7 @@ def _start_flaskserve(
     return url, process
 
 
-def _wait(url: str, process: subprocess.Popen) -> None:
+def _wait(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         try:

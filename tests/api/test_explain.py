@@ -12,12 +12,12 @@ from flask.testing import FlaskClient
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.neighbors import KNeighborsClassifier
 
+from census import ROW as CENSUS_ROW
+from components import require_module
 from flaskserve import save_model
 from flaskserve.app import create_app
 from flaskserve.errors import SettingsError
 from flaskserve.settings import Settings
-from tests.census import ROW as CENSUS_ROW
-from tests.components import require_module
 
 require_module("shap", "the iris forest is explained with it")
 

@@ -32,10 +32,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
+from components import require_module
 from flaskserve import save_model
 from flaskserve.artifact import read_manifest
 from flaskserve.explain import Explanation, build_explainer
-from tests.components import require_module
 
 shap = require_module("shap", "the reference explanations are checked against")
 xgboost = require_module("xgboost", "XGBoost models are explained")
@@ -53,7 +53,7 @@ def _fresh(x: np.ndarray, count: int = 300, seed: int = 5) -> np.ndarray:
 
 
 def _binary(y: np.ndarray) -> np.ndarray:
-    return (y == 2).astype(int)
+    return np.asarray(y == 2, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def _as_nfk(values: Any, rows: int, width: int, two_sided: bool) -> np.ndarray:
     if two_sided:
         one = values.reshape(rows, width)
         return np.stack([-one, one], axis=2)
-    return values.reshape(rows, width, -1)
+    return np.asarray(values.reshape(rows, width, -1))
 
 
 def _tree_shap(two_sided: bool = False, cast: bool = True) -> Callable[[Any, np.ndarray], Any]:

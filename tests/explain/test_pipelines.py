@@ -19,13 +19,13 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures, StandardScaler
 
+from census import FEATURES, as_categories, booster, hist_gradient_boosting
+from components import require_module
 from flaskserve import save_model
 from flaskserve.artifact import read_manifest
 from flaskserve.explain import NotExplainable, build_explainer
 from flaskserve.explain.columns import column_map
 from flaskserve.schema import rows_input
-from tests.census import FEATURES, as_categories, booster, hist_gradient_boosting
-from tests.components import require_module
 
 shap = require_module("shap", "the reference explanations are checked against")
 

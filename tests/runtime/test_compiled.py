@@ -109,6 +109,7 @@ def test_a_large_batch_on_every_core_answers_as_one_thread_does(model_dir: Path)
     estimator = load_model(model_dir).estimator
     np.testing.assert_array_equal(split.predictions, alone.predictions)
     np.testing.assert_array_equal(split.predictions, estimator.predict(rows))
+    assert split.probabilities is not None
     np.testing.assert_allclose(split.probabilities, estimator.predict_proba(rows), atol=TOLERANCE)
 
 
