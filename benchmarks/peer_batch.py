@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -71,8 +72,8 @@ def main() -> None:
             }
             rates = _measure(cases, rows, truth, args.passes)
         finally:
-            for _, process in servers:
-                process.terminate()
+            for _, process in servers:  # the whole group: MLServer's pool workers too
+                os.killpg(process.pid, signal.SIGTERM)
                 process.wait(30)
     _print(rates, args)
 
@@ -116,7 +117,9 @@ def _start_mlserver(
     }
     (root / "iris" / "model-settings.json").write_text(json.dumps(model))
     log = (work / "mlserver.log").open("w")
-    process = subprocess.Popen([executable, "start", str(root)], stdout=log, stderr=log)
+    process = subprocess.Popen(
+        [executable, "start", str(root)], stdout=log, stderr=log, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}"
     _wait(url + "/v2/models/iris/ready", process)
     return url, process
@@ -133,7 +136,7 @@ def _start_flaskserve(
     if parallel_rows is not None:
         environ["FLASKSERVE_PARALLEL_ROWS"] = str(parallel_rows)
     log = (work / f"flaskserve-{port}.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=log, env=environ)
+    process = subprocess.Popen(command, stdout=log, stderr=log, env=environ, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     _wait(url + "/v2/models/iris/ready", process)
     return url, process
