@@ -17,7 +17,8 @@ import numpy as np
 
 from .base import NotExplainable
 
-#: steps that give one column per column they take, in the same order
+#: steps that give one column per column they take, in the same order (a Normalizer does
+#: not: each of its outputs depends on the whole row, so it is refused like any unknown step)
 _ONE_TO_ONE = {
     "StandardScaler",
     "MinMaxScaler",
@@ -26,7 +27,6 @@ _ONE_TO_ONE = {
     "OrdinalEncoder",
     "PowerTransformer",
     "QuantileTransformer",
-    "Normalizer",
     "Binarizer",
 }
 
@@ -48,7 +48,7 @@ def column_map(step: Any, width: int) -> np.ndarray:
         return mapped
     if kind == "ColumnTransformer":
         return _column_transformer(step, width)
-    if kind in _ONE_TO_ONE and not _normalizes_rows(step):
+    if kind in _ONE_TO_ONE:
         return np.eye(width)
     if kind == "SimpleImputer":
         return _imputer(step, width)
@@ -60,10 +60,6 @@ def column_map(step: Any, width: int) -> np.ndarray:
         f"the pipeline step {kind} is not one whose columns can be traced back to the"
         " input columns, so contributions could not be summed back exactly"
     )
-
-
-def _normalizes_rows(step: Any) -> bool:
-    return type(step).__name__ == "Normalizer"  # each output depends on the whole row
 
 
 def _blocks(widths: list[int], width: int) -> np.ndarray:
