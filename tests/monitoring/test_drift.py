@@ -166,16 +166,36 @@ def test_training_rows_are_stable_and_a_shifted_column_drifts(model_dir: Path) -
     assert statuses == {**dict.fromkeys(NAMES, "stable"), "petal_length": "drift"}
 
 
-def test_the_gauge_is_set_on_each_scrape(model_dir: Path) -> None:
-    client = _client(model_dir)
-    _send(client, _training_rows()[:20] + SHIFT)
+def _gauges(client: FlaskClient) -> dict[str, float]:
     text = client.get("/metrics").get_data(as_text=True)
-    line = next(
-        line
+    return {
+        line.split('feature="')[1].split('"')[0]: float(line.split()[-1])
         for line in text.splitlines()
-        if line.startswith("flaskserve_feature_psi{") and 'feature="petal_length"' in line
-    )
-    assert 'model="iris"' in line and 'version="1"' in line and float(line.split()[-1]) > 0.25
+        if line.startswith("flaskserve_feature_psi{") and 'model="iris",version="1"' in line
+    }
+
+
+def test_too_few_rows_get_an_index_but_no_status_and_no_gauge(model_dir: Path) -> None:
+    client = _client(model_dir)
+    _send(client, _training_rows()[:40] + SHIFT)
+    report = _drift(client)
+    assert report["status"] == "too few rows"
+    for feature in report["features"]:
+        assert feature["min_rows"] == 20 * (len(feature["bins"]) - 1) > 40
+        assert feature["since_start"]["status"] == "too few rows"
+        assert feature["since_start"]["psi"] is not None
+    assert _gauges(client) == {}  # no alert from a noisy index
+
+    _send(client, np.tile(_training_rows(), (2, 1)) + SHIFT)  # 250 rows: enough
+    assert _drift(client)["status"] == "drift"
+    gauges = _gauges(client)
+    assert set(gauges) == set(NAMES) and gauges["petal_length"] > 0.25
+
+
+def test_status_needs_the_rows_its_bins_ask_for() -> None:
+    assert status_of(0.01, rows=199, needed=200) == "too few rows"
+    assert status_of(0.01, rows=200, needed=200) == "stable"
+    assert status_of(None, rows=0, needed=200) == "no data"
 
 
 def test_a_manifest_without_baselines_says_so(model_dir: Path, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from ..errors import FlaskServeError
 from ..schema import Table
 from ..settings import Settings
 from .base import Observation
-from .drift_baseline import Bins, bins_of, stability_index, status_of
+from .drift_baseline import Bins, bins_of, min_rows, stability_index, status_of
 from .drift_counts import SLOTS, CountStore, Key, Summary, Tally
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 QUEUE_LIMIT = 4096
 #: how long the counting thread lets answers gather once woken
 COUNT_SECONDS = 0.5
-_ORDER = ("no data", "stable", "shift", "drift")
+_ORDER = ("no data", "too few rows", "stable", "shift", "drift")
 NO_BASELINE = (
     "no baseline: the artifact records no training distribution (saved before baselines"
     " were recorded, or without sample=); save it again with its training rows"
@@ -171,7 +171,7 @@ class DriftMonitor:
     def _set_gauges(self, name: str, version: int, features: list[dict[str, Any]]) -> None:
         for feature in features:
             psi = feature["since_start"]["psi"]
-            if psi is not None:
+            if feature["since_start"]["status"] not in _ORDER[:2]:  # an alert needs enough rows
                 self._metrics.feature_psi.labels(name, str(version), feature["name"]).set(psi)
 
 
@@ -184,11 +184,15 @@ def _reset_in_child(monitor: weakref.ref[DriftMonitor]) -> None:
 def _feature_report(bins: Bins, summary: Summary) -> dict[str, Any]:
     ranges = {"since_start": summary.total, "window": summary.window}
     shares = {r: _shares(bins, t) for r, t in ranges.items()}
-    report: dict[str, Any] = {"name": bins.name, "kind": bins.kind}
+    needed = min_rows(bins)
+    report: dict[str, Any] = {"name": bins.name, "kind": bins.kind, "min_rows": needed}
     for label, tally in ranges.items():
         counts = tally.counts.get(bins.name, np.zeros(len(bins.labels), dtype=np.int64))
         psi = stability_index(bins.expected, counts) if len(counts) == len(bins.labels) else None
-        report[label] = {"psi": None if psi is None else round(psi, 4), "status": status_of(psi)}
+        report[label] = {
+            "psi": None if psi is None else round(psi, 4),
+            "status": status_of(psi, int(counts.sum()), needed),
+        }
     report["bins"] = [
         {"label": label, "baseline": round(float(share), 4), **{r: s[i] for r, s in shares.items()}}
         for i, (label, share) in enumerate(zip(bins.labels, bins.expected, strict=True))

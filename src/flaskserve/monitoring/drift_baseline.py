@@ -36,6 +36,8 @@ MISSING = "missing"
 EPSILON = 1e-4
 #: PSI below this is ``stable``, up to :data:`DRIFT` a ``shift``, above it ``drift``
 SHIFT, DRIFT = 0.1, 0.25
+#: rows counted per degree of freedom (bins - 1) before an index gets a status
+ROWS_PER_BIN = 20
 _DIGITS = 6
 
 
@@ -174,8 +176,18 @@ def stability_index(expected: np.ndarray, counts: np.ndarray) -> float | None:
     return float(np.sum((actual - base) * np.log(actual / base)))
 
 
-def status_of(psi: float | None) -> str:
-    """``stable`` below 0.1, ``shift`` up to 0.25, ``drift`` above; ``no data`` for ``None``."""
+def min_rows(bins: Bins) -> int:
+    """The rows counted before *bins*' index gets a status: a sample of ``n`` rows from the
+    training distribution itself scores about ``(bins - 1) / n``, which this keeps at or
+    below half the ``stable`` threshold."""
+    return ROWS_PER_BIN * max(len(bins.labels) - 1, 1)
+
+
+def status_of(psi: float | None, rows: int = 0, needed: int = 0) -> str:
+    """``stable`` below 0.1, ``shift`` up to 0.25, ``drift`` above; ``no data`` for ``None``;
+    ``too few rows`` while *rows* are fewer than *needed*."""
     if psi is None:
         return "no data"
+    if rows < needed:
+        return "too few rows"
     return "stable" if psi < SHIFT else "shift" if psi <= DRIFT else "drift"
