@@ -167,6 +167,30 @@ class Metrics:
             registry=self._registry,
         )
 
+    @cached_property
+    def shadow_rows(self) -> Any:
+        """Rows a shadow challenger compared (monitoring/shadow.py), by outcome."""
+        from prometheus_client import Counter
+
+        return Counter(
+            "flaskserve_shadow_rows",
+            "Rows a shadow challenger scored beside its champion: agree, disagree, failed",
+            ["model", "challenger_version", "outcome"],
+            registry=self._registry,
+        )
+
+    @cached_property
+    def shadow_dropped(self) -> Any:
+        """Requests a shadow challenger could not keep up with (monitoring/shadow.py)."""
+        from prometheus_client import Counter
+
+        return Counter(
+            "flaskserve_shadow_dropped",
+            "Requests left out of a shadow comparison: its queue was full",
+            ["model", "challenger_version"],
+            registry=self._registry,
+        )
+
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
         child = self._children.get(key)

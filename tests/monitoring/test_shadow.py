@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 from sklearn.datasets import load_iris
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from flaskserve import save_model
 from flaskserve.app import create_app
 from flaskserve.errors import ModelNotFound, SettingsError
+from flaskserve.metrics import Metrics
 from flaskserve.monitoring.base import Observation
 from flaskserve.monitoring.shadow import ShadowObserver
 from flaskserve.runtime.base import Prediction, Runtime
@@ -44,7 +45,19 @@ def repository(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         name="iris",
         version=2,
     )
+    x, y = _regression_data()
+    for version, trees in ((1, 20), (2, 5)):
+        regressor = RandomForestRegressor(n_estimators=trees, random_state=version).fit(x, y)
+        save_model(
+            regressor, root / "price" / str(version), sample=x, name="price", version=version
+        )
     return root
+
+
+def _regression_data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 3))
+    return x, x @ np.array([2.0, -1.0, 0.5]) + rng.normal(scale=0.1, size=200)
 
 
 @pytest.mark.parametrize(
@@ -91,7 +104,7 @@ def test_the_comparison_equals_both_models_on_the_rows(repository: Path) -> None
     registry = ModelRegistry(repository)
     registry.routing.set_initial(Routing({"iris": ShadowPlan(2)}))
     snapshot = registry.refresh()
-    observer = ShadowObserver(registry, None)
+    observer = ShadowObserver(registry, None, Metrics())
     rows = load_iris().data[::3]
     champion, challenger = snapshot.get("iris"), snapshot.models["iris"][2]
     for start in range(0, len(rows), 10):  # some ask for probabilities, most do not
@@ -110,6 +123,37 @@ def test_the_comparison_equals_both_models_on_the_rows(repository: Path) -> None
     assert tally.failed_rows == 0 and tally.seconds > 0
 
 
+def _counted(metrics: Metrics, model: str) -> dict[str, float]:
+    text = metrics.render()[0].decode()
+    return {
+        line.split('outcome="')[1].split('"')[0]: float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("flaskserve_shadow_rows_total{") and f'model="{model}"' in line
+    }
+
+
+def test_a_regressor_is_compared_by_value_and_counted_in_prometheus(repository: Path) -> None:
+    registry = ModelRegistry(repository)
+    registry.routing.set_initial(Routing({"price": ShadowPlan(2)}))
+    snapshot = registry.refresh()
+    metrics = Metrics()
+    observer = ShadowObserver(registry, None, metrics)
+    rows = _regression_data()[0][:60]
+    champion, challenger = snapshot.get("price"), snapshot.models["price"][2]
+    for start in range(0, len(rows), 20):
+        observer.observe(_observation(champion, rows[start : start + 20], False))
+    assert observer.wait_idle(10)
+    tally, _ = observer.report_tally(("price", 2, 0.0))
+    ours = champion.runtime.predict(rows).predictions
+    diff = np.abs(ours - challenger.runtime.predict(rows).predictions)
+    assert tally.value_rows == tally.rows == len(rows) and tally.confusion == {}
+    assert tally.agree == int(np.sum(diff <= 1e-6 * np.maximum(1, np.abs(ours)))) < len(rows)
+    assert tally.value_diff_max == pytest.approx(diff.max())
+    assert tally.value_diff_sum / tally.value_rows == pytest.approx(diff.mean())
+    outcomes = {"agree": tally.agree, "disagree": len(rows) - tally.agree}
+    assert _counted(metrics, "price") == {k: v for k, v in outcomes.items() if v}
+
+
 class _Failing:
     """A runtime whose every prediction raises, as a broken challenger's would."""
 
@@ -126,12 +170,14 @@ def test_a_failing_challenger_is_counted(repository: Path) -> None:
 
     registry = ModelRegistry(repository, wrap=wrap)
     registry.routing.set_initial(Routing({"iris": ShadowPlan(2)}))
-    observer = ShadowObserver(registry, None)
+    metrics = Metrics()
+    observer = ShadowObserver(registry, None, metrics)
     champion = registry.refresh().get("iris")
     observer.observe(_observation(champion, load_iris().data[:7], False))
     assert observer.wait_idle(10)
     tally, _ = observer.report_tally(("iris", 2, 0.0))
     assert (tally.failed_rows, tally.failed_batches, tally.rows) == (7, 1, 0)
+    assert _counted(metrics, "iris") == {"failed": 7}
 
 
 @pytest.fixture()
@@ -203,3 +249,36 @@ def test_the_model_card_shows_the_challenger(client: FlaskClient) -> None:
     client.post("/v2/repository/models/iris/shadow", json={"version": 2}, headers=ADMIN)
     page = client.get("/ui/iris").get_data(as_text=True)
     assert 'id="shadow" data-url="/model/iris/shadow"' in page
+
+
+def _shadow_observer(client: FlaskClient) -> ShadowObserver:
+    observers = client.application.extensions["flaskserve"].observers
+    return next(o for o in observers if isinstance(o, ShadowObserver))
+
+
+def test_a_fraction_samples_requests_not_rows(client: FlaskClient) -> None:
+    started = client.post(
+        "/v2/repository/models/iris/shadow", json={"version": 2, "fraction": 0.25}, headers=ADMIN
+    )
+    assert started.json["fraction"] == 0.25  # type: ignore[index]
+    row = [5.9, 3.0, 5.1, 1.8]
+    for _ in range(400):
+        assert client.post("/predict/iris", json=[row, row]).headers["X-Model-Version"] == "1"
+    assert _shadow_observer(client).wait_idle(10)
+    report = client.get("/model/iris/shadow").json
+    assert report is not None and report["fraction"] == 0.25
+    # 400 draws at 0.25: 100 expected, outside 55..145 once in about 10^8 runs
+    assert 55 <= report["requests"] <= 145 and report["rows"] == 2 * report["requests"]
+
+
+def test_a_regressor_challenger_reports_value_differences(client: FlaskClient) -> None:
+    client.post("/v2/repository/models/price/shadow", json={"version": 2}, headers=ADMIN)
+    rows = _regression_data()[0][:30]
+    answer = client.post("/predict/price", json=rows.tolist())
+    assert answer.status_code == 200 and answer.headers["X-Model-Version"] == "1"
+    assert _shadow_observer(client).wait_idle(10)
+    report = client.get("/model/price/shadow").json
+    assert report is not None and report["rows"] == 30 and report["confusion"] is None
+    assert report["probability_difference"] is None and report["value_difference"]["rows"] == 30
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'flaskserve_shadow_rows_total{challenger_version="2",model="price",outcome=' in metrics

@@ -26,7 +26,7 @@ def build_observers(settings: Settings, registry: Any, metrics: Any) -> tuple[Ob
         from .drift import DriftMonitor
 
         observers.append(DriftMonitor(settings, registry, metrics))
-    observers.append(shadow_observer(settings, registry))  # admin API may start one
+    observers.append(shadow_observer(settings, registry, metrics))  # admin API may start one
     if settings.log_dir is not None:
         from .requestlog import RequestLog  # pyarrow, only when the log is on
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,3 +38,10 @@ class Observer(Protocol):
     """
 
     def observe(self, observation: Observation) -> None: ...
+
+
+def call_alive(method: weakref.WeakMethod[Any]) -> None:
+    """Call *method* if its object still lives (fork and exit hooks must not keep it)."""
+    bound = method()
+    if bound is not None:
+        bound()

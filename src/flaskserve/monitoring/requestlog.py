@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import Settings
-from .base import Observation
+from .base import Observation, call_alive
 from .requestlog_files import (
     file_name,
+    joined,
     log_schema,
     no_space,
     prune,
@@ -61,7 +62,9 @@ class _OpenFile:
     schema: Any
     started: float  # time.monotonic() of the first row
     first_time: float  # its Observation.time, which names the file
-    observations: list[Observation] = field(default_factory=list)
+    #: Arrow tables, one a writer cycle: converting ~0.25 s of answers at a time keeps
+    #: each pause of the request threads short, where a whole file's took ~30 ms
+    chunks: list[Any] = field(default_factory=list)
     rows: int = 0
 
 
@@ -85,8 +88,11 @@ class RequestLog:
         require_pyarrow()
         # pyarrow imports pandas on its first write; were that the last write, at shutdown,
         # pandas' import of concurrent.futures would fail ("can't register atexit after
-        # shutdown") and the rows a stopping worker holds would be lost
+        # shutdown") and the rows a stopping worker holds would be lost. pyarrow.compute
+        # (its first cast) is imported now too: with the app, not in a request's time, and
+        # frozen with the worker's loaded heap (serving/heap.py)
         import pandas  # noqa: F401
+        import pyarrow.compute  # noqa: F401
 
         assert settings.log_dir is not None
         self.root: Path = settings.log_dir
@@ -99,7 +105,7 @@ class RequestLog:
         self._sample = settings.log_sample
         self._reset()
         forget = weakref.WeakMethod(self._reset)
-        os.register_at_fork(after_in_child=lambda: _call(forget))
+        os.register_at_fork(after_in_child=lambda: call_alive(forget))
 
     def _reset(self) -> None:
         """A new process's state: no queue, no thread (a thread does not survive a fork)."""
@@ -130,7 +136,7 @@ class RequestLog:
         self._thread = threading.Thread(target=self._run, name="flaskserve-requestlog", daemon=True)
         self._thread.start()
         close = weakref.WeakMethod(self.close)
-        atexit.register(lambda: _call(close))  # a stopping worker writes what it holds
+        atexit.register(lambda: call_alive(close))  # a stopping worker writes what it holds
 
     def close(self) -> None:
         """Write every row taken so far and stop the writer (a graceful stop)."""
@@ -154,13 +160,20 @@ class RequestLog:
             taken, self._queue = self._queue, deque()
             self._queued_rows = 0
             dropped, self._dropped = self._dropped, Counter()
+        pending: dict[tuple[str, int], list[Observation]] = {}
         for observation in taken:
-            self._keep(observation)
+            key = self._keep(observation)
+            if key is None:
+                continue
+            pending.setdefault(key, []).append(observation)
+            if self._open[key].rows >= self._settings.log_roll_rows:  # a long queue: several files
+                self._convert(key, pending.pop(key))
+                self._write(key)
+        for key, observations in pending.items():
+            self._convert(key, observations)
         now = time.monotonic()
         for key, open_file in list(self._open.items()):
-            age = now - open_file.started
-            rolls = open_file.rows >= self._settings.log_roll_rows
-            if final or rolls or age >= self._settings.log_roll_seconds:
+            if final or now - open_file.started >= self._settings.log_roll_seconds:
                 self._write(key)
         for reason, rows in dropped.items():
             self._count_dropped(reason, rows)
@@ -168,28 +181,37 @@ class RequestLog:
     def _count_dropped(self, reason: str, rows: int) -> None:
         self._dropped_counter.labels(reason).inc(rows)
 
-    def _keep(self, observation: Observation) -> None:
+    def _keep(self, observation: Observation) -> tuple[str, int] | None:
+        """Count *observation* into its model version's open file; ``None``: it cannot be."""
         model = observation.model
         rows = len(observation.inputs)
         if observation.prediction.predictions.shape != (rows,):  # several outputs a row
             self._count_dropped("unsupported", rows)
-            return
+            return None
         key = (model.name, model.version)
-        open_file = self._open.get(key)
-        if open_file is None:
-            open_file = _OpenFile(log_schema(model), time.monotonic(), observation.time)
-            self._open[key] = open_file
-        open_file.observations.append(observation)
-        open_file.rows += rows
-        if open_file.rows >= self._settings.log_roll_rows:  # a long queue fills several files
-            self._write(key)
+        if key not in self._open:
+            self._open[key] = _OpenFile(log_schema(model), time.monotonic(), observation.time)
+        self._open[key].rows += rows
+        return key
+
+    def _convert(self, key: tuple[str, int], observations: list[Observation]) -> None:
+        open_file = self._open[key]
+        try:
+            open_file.chunks.append(to_table(open_file.schema, observations))
+        except Exception as e:  # a bad row: these rows are lost, and counted
+            rows = sum(len(o.inputs) for o in observations)
+            open_file.rows -= rows
+            self._count_dropped("write_failed", rows)
+            logger.warning("request log: %d rows dropped: %s", rows, e)
 
     def _write(self, key: tuple[str, int]) -> None:
         open_file = self._open.pop(key)
+        if not open_file.chunks:
+            return
         self._sequence += 1
         target = self.root / key[0] / file_name(open_file.first_time, self._sequence)
         try:
-            write_file(to_table(open_file.schema, open_file.observations), target)
+            write_file(joined(open_file.chunks), target)
         except Exception as e:  # a full disk, a bad row: the file's rows are lost, and counted
             reason = "disk_full" if no_space(e) else "write_failed"
             self._count_dropped(reason, open_file.rows)
@@ -199,9 +221,3 @@ class RequestLog:
             prune(self.root, self._settings.log_max_bytes)
         except OSError as e:
             logger.warning("request log: could not remove old files: %s", e)
-
-
-def _call(method: weakref.WeakMethod[Any]) -> None:
-    bound = method()
-    if bound is not None:
-        bound()

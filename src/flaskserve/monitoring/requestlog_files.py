@@ -83,6 +83,7 @@ def to_table(schema: Any, observations: Sequence[Observation]) -> Any:
     import pyarrow as pa
 
     counts = np.array([len(o.inputs) for o in observations], dtype=np.int64)
+    total = int(counts.sum())
     columns = [
         pa.array(cells, from_pandas=True).cast(schema.field(i).type)
         for i, cells in enumerate(_feature_columns(observations))
@@ -91,10 +92,10 @@ def to_table(schema: Any, observations: Sequence[Observation]) -> Any:
     columns += _probabilities(schema, observations, counts)
     first = observations[0]
     records = {
-        "model": np.repeat(np.array([first.model.name], dtype=object), counts.sum()),
-        "version": np.repeat(np.int64(first.model.version), counts.sum()),
+        "model": np.repeat(np.array([first.model.name], dtype=object), total),
+        "version": np.repeat(np.int64(first.model.version), total),
         "request_id": np.repeat(np.array([o.request_id for o in observations], object), counts),
-        "row": np.concatenate([np.arange(n, dtype=np.int64) for n in counts]),
+        "row": np.arange(total, dtype=np.int64) - np.repeat(counts.cumsum() - counts, counts),
         "endpoint": np.repeat(np.array([o.endpoint for o in observations], object), counts),
         "time": np.repeat(np.array([round(o.time * 1e6) for o in observations], np.int64), counts),
     }
@@ -128,15 +129,23 @@ def _probabilities(
     classes = sum(1 for name in schema.names if name.startswith("proba_"))
     if not classes:
         return []
-    # a request that did not ask for them has none: its cells are null
-    parts = [
-        o.prediction.probabilities
-        if o.prediction.probabilities is not None
-        else np.full((n, classes), np.nan)
-        for o, n in zip(observations, counts, strict=True)
-    ]
-    joined = np.concatenate(parts).astype(np.float64, copy=False)
-    return [pa.array(joined[:, j], pa.float64(), from_pandas=True) for j in range(classes)]
+    given = [o.prediction.probabilities for o in observations]
+    if all(p is not None for p in given):
+        cells = np.concatenate(given).astype(np.float64, copy=False)  # type: ignore[arg-type]
+    else:  # a request that did not ask for them has none: its cells are null
+        cells = np.full((int(counts.sum()), classes), np.nan)
+        starts = counts.cumsum() - counts
+        for p, start, n in zip(given, starts, counts, strict=True):
+            if p is not None:
+                cells[start : start + n] = p
+    return [pa.array(cells[:, j], pa.float64(), from_pandas=True) for j in range(classes)]
+
+
+def joined(tables: Sequence[Any]) -> Any:
+    """One table of one file's *tables* (their columns are chained, not copied)."""
+    import pyarrow as pa
+
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
 def file_name(first_time: float, sequence: int) -> str:

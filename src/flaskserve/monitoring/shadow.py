@@ -17,6 +17,7 @@ import queue
 import random
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from ..runtime.registry import ModelRegistry, ServedModel
 from ..runtime.shadows import Routing, parse_shadows
 from ..schema import Table
 from ..settings import Settings
-from .base import Observation
+from .base import Observation, call_alive
 from .shadow_report import ShadowTally, TallyKey, read_tallies, write_tallies
 
 logger = logging.getLogger(__name__)
@@ -39,8 +40,8 @@ QUEUE_REQUESTS = 1024
 BATCH_ROWS = 2048
 #: how long the first request of a batch waits for company: one call for a hundred
 #: requests costs little more than one for a single request
-COLLECT_SECONDS = 0.05
-#: this worker's tallies are written at most this often while requests keep coming
+COLLECT_SECONDS = 0.25
+#: this worker's tallies are written at most this often (and this long after the last batch)
 SAVE_SECONDS = 1.0
 
 
@@ -57,14 +58,22 @@ class ShadowObserver:
     :param registry: whose snapshot says which challenger each model has.
     :param state_dir: where each worker writes its tallies for the report to sum;
         ``None``: this process only.
+    :param metrics: where ``flaskserve_shadow_rows`` and ``_dropped`` are counted.
     """
 
-    def __init__(self, registry: ModelRegistry, state_dir: Path | None) -> None:
+    def __init__(self, registry: ModelRegistry, state_dir: Path | None, metrics: Any) -> None:
         self._registry = registry
         self._state_dir = state_dir
+        self._metrics = metrics
         self._random = random.Random()
+        self._reset()
+        forget = weakref.WeakMethod(self._reset)
+        os.register_at_fork(after_in_child=lambda: call_alive(forget))
+
+    def _reset(self) -> None:
+        """A new process's state: its parent's queue, tallies and thread are not its own."""
         self._lock = threading.Lock()
-        self._pid: int | None = None
+        self._thread: threading.Thread | None = None
         self._queue: queue.Queue[_Job] = queue.Queue(QUEUE_REQUESTS)
         self._tallies: dict[TallyKey, ShadowTally] = {}
 
@@ -75,7 +84,7 @@ class ShadowObserver:
         challenger, plan = found
         if plan.fraction < 1 and self._random.random() >= plan.fraction:
             return
-        if self._pid != os.getpid():
+        if self._thread is None:
             self._start()
         key = (challenger.name, challenger.version, plan.started)
         try:
@@ -83,6 +92,7 @@ class ShadowObserver:
         except queue.Full:
             with self._lock:
                 self._tally(key).dropped += 1
+            self._metrics.shadow_dropped.labels(key[0], str(key[1])).inc()
 
     def report_tally(self, key: TallyKey) -> tuple[ShadowTally, int]:
         """The sum over workers of the tallies for *key*, and how many workers scored it."""
@@ -111,21 +121,23 @@ class ShadowObserver:
 
     def _start(self) -> None:
         with self._lock:
-            if self._pid == os.getpid():
+            if self._thread is not None:
                 return
-            # a forked worker starts afresh: its parent's queue and thread are not its own
-            self._queue = queue.Queue(QUEUE_REQUESTS)
-            self._tallies = {}
-            self._pid = os.getpid()
-            thread = threading.Thread(
+            self._thread = threading.Thread(
                 target=self._run, args=(self._queue,), name="flaskserve-shadow", daemon=True
             )
-            thread.start()
+            self._thread.start()
 
     def _run(self, jobs: queue.Queue[_Job]) -> None:
-        saved = 0.0
+        saved, unsaved = 0.0, False
         while True:
-            batch = [jobs.get()]
+            try:
+                batch = [jobs.get(timeout=SAVE_SECONDS)]
+            except queue.Empty:  # traffic stopped: share what the last batches found
+                if unsaved:
+                    self._save()
+                    unsaved = False
+                continue
             time.sleep(COLLECT_SECONDS)
             rows = len(batch[0].seen.inputs)
             while rows < BATCH_ROWS:
@@ -136,10 +148,11 @@ class ShadowObserver:
                 rows += len(batch[-1].seen.inputs)
             try:
                 self._score_all(batch)
-                # written when idle, else once a second: a file per request cost the champion
-                if jobs.empty() or time.monotonic() - saved >= SAVE_SECONDS:
+                unsaved = True
+                # at most once a second: a file per batch cost the champion more than scoring
+                if time.monotonic() - saved >= SAVE_SECONDS:
                     self._save()
-                    saved = time.monotonic()
+                    saved, unsaved = time.monotonic(), False
             except Exception:  # the thread must outlive any surprise, or shadowing stops
                 logger.exception("shadow scoring failed")
             finally:
@@ -156,6 +169,15 @@ class ShadowObserver:
             tally = score(jobs[0].challenger, [job.seen for job in jobs])
             with self._lock:
                 self._tally(jobs[0].key).merge(tally)
+            self._count(jobs[0].key, tally)
+
+    def _count(self, key: TallyKey, tally: ShadowTally) -> None:
+        rows = self._metrics.shadow_rows
+        name, version = key[0], str(key[1])
+        outcomes = {"agree": tally.agree, "disagree": tally.rows - tally.agree}
+        for outcome, count in (outcomes | {"failed": tally.failed_rows}).items():
+            if count:
+                rows.labels(name, version, outcome).inc(count)
 
     def _save(self) -> None:
         if self._state_dir is None:
@@ -186,6 +208,9 @@ def score(challenger: ServedModel, seen: Sequence[Observation]) -> ShadowTally:
         )
         return ShadowTally(requests=len(seen), failed_rows=len(rows), failed_batches=1)
     tally.seconds = time.perf_counter() - started
+    if not classes:  # a regressor: values compared within a tolerance, no confusion
+        tally.add_values(labels, np.asarray(theirs.predictions))
+        return tally
     tally.add_labels(labels, np.asarray(theirs.predictions))
     if classes and theirs.probabilities is not None:
         ours = _champion_probabilities(champion, seen, rows)
@@ -226,7 +251,7 @@ def _align(champion: ServedModel, challenger: ServedModel, proba: np.ndarray) ->
     return proba[:, [theirs.index(label) for label in ours]]
 
 
-def shadow_observer(settings: Settings, registry: ModelRegistry) -> ShadowObserver:
+def shadow_observer(settings: Settings, registry: ModelRegistry, metrics: Any) -> ShadowObserver:
     """The shadow monitor of one app; ``settings.shadow`` names the challengers it starts with.
 
     :raises SettingsError: ``settings.shadow`` does not parse.
@@ -235,4 +260,4 @@ def shadow_observer(settings: Settings, registry: ModelRegistry) -> ShadowObserv
     registry.routing.set_initial(Routing(plans))
     if plans:
         registry.refresh()  # the first snapshot may have chosen a challenger: choose again
-    return ShadowObserver(registry, settings.state_dir)
+    return ShadowObserver(registry, settings.state_dir, metrics)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..parity import TOLERANCE
 from ..runtime.registry import Snapshot
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,10 @@ class ShadowTally:
     failed_rows: int = 0
     failed_batches: int = 0
     dropped: int = 0
+    #: a regressor's rows compared, and the absolute differences of their values
+    value_rows: int = 0
+    value_diff_sum: float = 0.0
+    value_diff_max: float = 0.0
 
     def add_labels(self, champion: np.ndarray, challenger: np.ndarray) -> None:
         """Count rows where the two answered, label by label."""
@@ -58,6 +63,16 @@ class ShadowTally:
             row = self.confusion.setdefault(str(ours), {})
             row[str(theirs)] = row.get(str(theirs), 0) + int(count)
 
+    def add_values(self, champion: np.ndarray, challenger: np.ndarray) -> None:
+        """Count a regressor's rows: they agree within the parity gate's tolerance."""
+        ours, theirs = champion.astype(np.float64), challenger.astype(np.float64)
+        diff = np.abs(ours - theirs)
+        self.rows += len(diff)
+        self.agree += int(np.sum(diff <= TOLERANCE * np.maximum(1.0, np.abs(ours))))
+        self.value_rows += len(diff)
+        self.value_diff_sum += float(np.sum(diff))
+        self.value_diff_max = max(self.value_diff_max, float(np.max(diff, initial=0.0)))
+
     def add_probabilities(self, champion: np.ndarray, challenger: np.ndarray) -> None:
         """Per row, the largest difference over the classes (columns in the same order)."""
         diff = np.max(np.abs(champion - challenger), axis=1)
@@ -66,17 +81,20 @@ class ShadowTally:
         self.proba_diff_max = max(self.proba_diff_max, float(np.max(diff, initial=0.0)))
 
     def merge(self, other: ShadowTally) -> None:
-        for name in ("requests", "rows", "agree", "proba_rows", "batches", "failed_rows"):
+        for name in _SUMMED:
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.failed_batches += other.failed_batches
-        self.dropped += other.dropped
-        self.proba_diff_sum += other.proba_diff_sum
-        self.seconds += other.seconds
         self.proba_diff_max = max(self.proba_diff_max, other.proba_diff_max)
+        self.value_diff_max = max(self.value_diff_max, other.value_diff_max)
         for ours, row in other.confusion.items():
             mine = self.confusion.setdefault(ours, {})
             for theirs, count in row.items():
                 mine[theirs] = mine.get(theirs, 0) + count
+
+
+_SUMMED = (
+    "requests", "rows", "agree", "proba_rows", "proba_diff_sum", "batches", "seconds",
+    "failed_rows", "failed_batches", "dropped", "value_rows", "value_diff_sum",
+)  # fmt: skip
 
 
 def write_tallies(state_dir: Path, tallies: dict[TallyKey, ShadowTally]) -> None:
@@ -126,13 +144,8 @@ def build_report(
     _, plan = found
     per_row = tally.seconds / tally.rows if tally.rows else None
     per_batch = tally.seconds / tally.batches if tally.batches else None
-    proba = None
-    if tally.proba_rows:
-        proba = {
-            "rows": tally.proba_rows,
-            "mean": tally.proba_diff_sum / tally.proba_rows,
-            "max": tally.proba_diff_max,
-        }
+    proba = _differences(tally.proba_rows, tally.proba_diff_sum, tally.proba_diff_max)
+    values = _differences(tally.value_rows, tally.value_diff_sum, tally.value_diff_max)
     return report | {
         "challenger_version": plan.version,
         "fraction": plan.fraction,
@@ -140,8 +153,9 @@ def build_report(
         "requests": tally.requests,
         "rows": tally.rows,
         "agreement": tally.agree / tally.rows if tally.rows else None,
-        "confusion": tally.confusion,
+        "confusion": None if tally.value_rows else tally.confusion,
         "probability_difference": proba,
+        "value_difference": values,
         "challenger_seconds": {
             "per_row": per_row,
             "per_batch": per_batch,
@@ -151,3 +165,7 @@ def build_report(
         "dropped_requests": tally.dropped,
         "workers": workers,
     }
+
+
+def _differences(rows: int, total: float, largest: float) -> dict[str, Any] | None:
+    return {"rows": rows, "mean": total / rows, "max": largest} if rows else None

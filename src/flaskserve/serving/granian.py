@@ -27,6 +27,7 @@ from ..app import create_app
 from ..metrics import MULTIPROCESS_ENV, forget_worker
 from ..settings import Settings
 from .hangup import rescan_on_hangup
+from .heap import freeze_loaded_heap
 
 INSTALL_HINT = "pip install 'flaskserve[granian]'"
 #: the log line format gunicorn's workers use, so logs read the same under either server
@@ -166,6 +167,7 @@ def _load_app(settings: Settings) -> Flask:
     # multiprocessing ends a worker with os._exit, which skips atexit: flush here instead
     multiprocessing.util.Finalize(None, state.metrics.flush, exitpriority=0)
     rescan_on_hangup(state.registry)
+    freeze_loaded_heap()
     return app
 
 

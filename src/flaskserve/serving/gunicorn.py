@@ -18,6 +18,7 @@ from ..metrics import forget_worker
 from ..runtime.cores import CGROUP_CPU_MAX, usable_cores
 from ..settings import Settings
 from .hangup import rescan_on_hangup
+from .heap import freeze_loaded_heap
 
 BUFFERING_WORKER = "flaskserve.serving.worker.BufferingSyncWorker"
 
@@ -81,7 +82,9 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships n
         package_log = logging.getLogger("flaskserve")
         package_log.handlers = gunicorn_log.handlers
         package_log.setLevel(gunicorn_log.level)
-        return create_app(self.settings)
+        app = create_app(self.settings)
+        freeze_loaded_heap()
+        return app
 
 
 class RescanningArbiter(Arbiter):  # type: ignore[misc]

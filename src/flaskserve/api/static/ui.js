@@ -425,14 +425,19 @@
     summary.textContent = "Version " + r.challenger_version + " scored " + r.rows + " rows of " +
       r.requests + " requests (" + Math.round(r.fraction * 100) + "% sampled) beside version " +
       r.champion_version + ", over " + r.workers + " worker(s).";
-    const p = r.probability_difference;
+    // a regressor's values are compared, within the parity gate's tolerance; no confusion
+    const values = r.value_difference;
+    const p = values || r.probability_difference;
+    const figure = (x) => (values ? x.toPrecision(4) : x.toFixed(3));
+    text("shadow-difference-label", (values ? "Value" : "Probability") + " difference (mean / max)");
     text("shadow-agreement", r.agreement === null ? "–" : (r.agreement * 100).toFixed(1) + "%");
-    text("shadow-proba", p === null ? "–" : p.mean.toFixed(3) + " / " + p.max.toFixed(3));
+    text("shadow-proba", p === null ? "–" : figure(p.mean) + " / " + figure(p.max));
     text("shadow-latency", ms(r.challenger_seconds.per_row) + " / " +
       ms(r.challenger_seconds.per_batch));
     text("shadow-failures", r.failures.rows + " rows / " + r.dropped_requests + " requests");
-    confusion(r.confusion);
-    facts.hidden = table.hidden = false;
+    if (r.confusion !== null) confusion(r.confusion);
+    facts.hidden = false;
+    table.hidden = r.confusion === null;
   }
 
   async function refresh() {
