@@ -12,6 +12,9 @@ def freeze_loaded_heap() -> None:
     20 ms during which no request thread ran, a request's p99 where monitors keep
     answers for a while (docs/performance.md#garbage-collection). Called in each worker
     after its app is built, so what freezes is that worker's own.
+
+    A model loaded at start and later replaced is still freed by reference counting; only
+    what it holds in reference cycles stays, once per such model, never per request.
     """
     gc.collect()  # what the loading left as garbage goes now, not frozen with the rest
     gc.freeze()
