@@ -196,7 +196,16 @@ def test_metrics_add_up_across_workers(live_server: LiveServer) -> None:
         match = re.search(pattern, text)
         return float(match.group(1)) if match else 0.0
 
-    before = total()
+    # the shared server's earlier answers: a worker that did not scrape adds its own to
+    # the files within its flush, so wait until two reads a flush apart agree
+    before, settled = total(), False
+    for _ in range(10):
+        time.sleep(1.5 * FLUSH_SECONDS)
+        now = total()
+        settled, before = now == before, now
+        if settled:
+            break
+    assert settled, "the workers' earlier counts kept changing"
     for _ in range(40):  # fresh connections: both workers answer some
         requests.post(f"{url}/predict", json=[ROW, ROW, ROW], timeout=10)
     # the worker that scrapes counts its own at once, the other's within its flush
