@@ -2,8 +2,10 @@
 
 Trains the tutorial's forest (``examples/tutorial/train.py``: 300 trees, seed 1234)
 and ``flaskserve train``'s artifact of the same forest, starts ``flaskserve serve``
-(compiled runtime, ``--workers 2``; and again with ``FLASKSERVE_PARALLEL_ROWS=0``, each
-batch on one thread) and MLServer with its scikit-learn runtime
+(``--workers 2``, three times: as shipped, large batches on native code where
+``flaskserve[native]`` and a C compiler are there; with ``FLASKSERVE_NATIVE_BATCHES=0``,
+on ONNX Runtime's threads; with ``FLASKSERVE_PARALLEL_ROWS=0``, each batch on one
+thread) and MLServer with its scikit-learn runtime
 (``parallel_workers`` 2) on free loopback ports, and sends each, in interleaved
 passes, 10,000-row batches: to flaskserve as records (``/predict``) and as a v2
 FP64 tensor, to MLServer as the same v2 tensor. Every answer is compared with the
@@ -58,17 +60,21 @@ def main() -> None:
         truth = forest.predict(rows).tolist()
         servers = [
             _start_mlserver(args.mlserver, work, args.workers),
-            _start_flaskserve(work, args.workers, parallel_rows=None),
-            _start_flaskserve(work, args.workers, parallel_rows=0),
+            _start_flaskserve(work, args.workers, {}),
+            _start_flaskserve(work, args.workers, {"FLASKSERVE_NATIVE_BATCHES": "0"}),
+            _start_flaskserve(work, args.workers, {"FLASKSERVE_PARALLEL_ROWS": "0"}),
         ]
         try:
-            mlserver, flaskserve, one_thread = (url for url, _ in servers)
+            mlserver, flaskserve, onnx, one_thread = (url for url, _ in servers)
+            v2 = "/v2/models/iris/infer"
             cases = {
-                "MLServer v2 (scikit-learn)": (mlserver + "/v2/models/iris/infer", "v2"),
+                "MLServer v2 (scikit-learn)": (mlserver + v2, "v2"),
                 "flaskserve /predict (records)": (flaskserve + "/predict", "records"),
-                "flaskserve v2": (flaskserve + "/v2/models/iris/infer", "v2"),
+                "flaskserve v2": (flaskserve + v2, "v2"),
+                "flaskserve /predict, ONNX Runtime threads": (onnx + "/predict", "records"),
+                "flaskserve v2, ONNX Runtime threads": (onnx + v2, "v2"),
                 "flaskserve /predict, one thread a batch": (one_thread + "/predict", "records"),
-                "flaskserve v2, one thread a batch": (one_thread + "/v2/models/iris/infer", "v2"),
+                "flaskserve v2, one thread a batch": (one_thread + v2, "v2"),
             }
             rates = _measure(cases, rows, truth, args.passes)
         finally:
@@ -126,15 +132,13 @@ def _start_mlserver(
 
 
 def _start_flaskserve(
-    work: Path, workers: int, *, parallel_rows: int | None
+    work: Path, workers: int, settings: dict[str, str]
 ) -> tuple[str, subprocess.Popen[bytes]]:
-    """``flaskserve serve``; *parallel_rows* sets ``FLASKSERVE_PARALLEL_ROWS`` (0: one thread)."""
+    """``flaskserve serve`` with *settings* (``FLASKSERVE_*`` variables) added."""
     port = _free_port()
     command = [str(BIN / "flaskserve"), "serve", str(work / "iris")]
     command += ["--port", str(port), "--workers", str(workers)]
-    environ = dict(os.environ)
-    if parallel_rows is not None:
-        environ["FLASKSERVE_PARALLEL_ROWS"] = str(parallel_rows)
+    environ = {**os.environ, **settings}
     log = (work / f"flaskserve-{port}.log").open("w")
     process = subprocess.Popen(command, stdout=log, stderr=log, env=environ, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

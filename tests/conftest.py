@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,13 @@ from flaskserve.packaging import save_model
 from flaskserve.settings import ENV_PREFIX, Settings
 from flaskserve.training import load_iris_dataset, train
 from liveserver import SERVERS, LiveServer, start_server
+
+# Native batches' libraries (runtime/native.py) are built once for the whole run, every
+# xdist worker and server process included, and not in the developer's own cache.
+os.environ.setdefault(
+    "FLASKSERVE_NATIVE_CACHE",
+    str(Path(tempfile.gettempdir()) / f"flaskserve-native-tests-{os.getuid()}"),
+)
 
 TUTORIAL_ROW = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
 FLASKSERVE = str(Path(sys.executable).with_name("flaskserve"))

@@ -25,6 +25,7 @@ from .audit import audit_model_file
 from .errors import ArtifactError, InvalidInput
 from .runtime.base import Runtime
 from .runtime.compiled import PARALLEL_ROWS
+from .runtime.native import CHECKPOINT_FILE
 from .runtime.sklearn import SklearnRuntime
 from .schema import rows_input
 
@@ -110,8 +111,12 @@ def _load_compiled(
         logger.warning(
             "%s: serving the compiled model although it failed its parity gate", directory
         )
+    native = record.get("native") or {}
+    checkpoint = None
+    if native.get("status") == "passed" and native.get("file") == CHECKPOINT_FILE:
+        checkpoint = read_verified(directory / CHECKPOINT_FILE, str(native.get("sha256")))
     try:
-        return CompiledRuntime(payload, manifest, parallel_rows=parallel_rows)
+        return CompiledRuntime(payload, manifest, parallel_rows=parallel_rows, native=checkpoint)
     except ArtifactError as e:
         raise ArtifactError(f"{directory}: {e.message}") from e
     except ImportError as e:

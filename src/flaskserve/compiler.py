@@ -38,10 +38,15 @@ _SEED = 1234
 
 @dataclass(frozen=True)
 class Compiled:
-    """The ONNX bytes (``None`` if conversion failed) and the manifest's ``compiled`` record."""
+    """The ONNX bytes (``None`` if conversion failed) and the manifest's ``compiled`` record.
+
+    :ivar gate: the parity gate's rows and the estimator's answers on them, where a
+        matrix model passed (the native batches' gate runs on them too).
+    """
 
     payload: bytes | None
     record: dict[str, Any]
+    gate: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
 
 
 def compile_estimator(
@@ -72,7 +77,7 @@ def compile_estimator(
             continue
         record = _record(estimator, task, payload, input_dtype, cast, parity)
         if parity["passed"] or input_dtype == "float32":
-            return Compiled(payload, record)
+            return Compiled(payload, record, (gate_rows, expected) if parity["passed"] else None)
         failures.append(f"{input_dtype}: parity failed")
     return Compiled(None, {"status": "unsupported", "reason": "; ".join(failures)})
 
@@ -365,4 +370,19 @@ def with_compiled(
         compiled = compile_estimator(estimator, manifest.task, len(manifest.features), matrix, held)
     if compiled.payload is not None:
         files = {**files, compiled.record["file"]: compiled.payload}
+    if compiled.gate is not None:
+        files = _with_native(estimator, manifest, compiled, files)
     return replace(manifest, compiled=compiled.record), files
+
+
+def _with_native(
+    estimator: Any, manifest: ModelManifest, compiled: Compiled, files: dict[str, bytes]
+) -> dict[str, bytes]:
+    """Record the native batches' gate in *compiled*; *files* with their checkpoint if passed."""
+    from .compiler_native import gate_native
+
+    labels = np.asarray(manifest.labels) if manifest.task == "classification" else None
+    assert compiled.gate is not None
+    record, checkpoint = gate_native(estimator, manifest.task, labels, *compiled.gate)
+    compiled.record["native"] = record
+    return files if checkpoint is None else {**files, record["file"]: checkpoint}

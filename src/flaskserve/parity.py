@@ -82,4 +82,14 @@ def gate_summary(record: dict[str, Any]) -> list[str]:
             f" ({parallel['mismatches']} mismatches, max difference"
             f" {parallel['max_difference']:.3g})"
         )
+    native = record.get("native")
+    if native:
+        figures = native.get("parity")
+        detail = (
+            f" ({figures['rows']} rows, {figures['mismatches']} mismatches, max difference"
+            f" {figures['max_difference']:.3g})"
+            if figures
+            else f" ({native.get('reason')})"
+        )
+        lines.append(f"large batches on native code: {native['status']}{detail}")
     return lines

@@ -229,8 +229,18 @@ class CompiledRuntime:
 
     kind = "onnx"
 
-    def __init__(self, payload: bytes, manifest: ModelManifest, *, parallel_rows: int = 0) -> None:
-        """:param parallel_rows: see :class:`OnnxSession`; used only where the gate allowed it."""
+    def __init__(
+        self,
+        payload: bytes,
+        manifest: ModelManifest,
+        *,
+        parallel_rows: int = 0,
+        native: bytes | None = None,
+    ) -> None:
+        """:param parallel_rows: see :class:`OnnxSession`; used only where the gate allowed it.
+        :param native: the Treelite checkpoint whose library runs batches of at least
+            *parallel_rows* rows once built (:mod:`.native`), where its gate passed.
+        """
         record = manifest.compiled
         allowed = (record.get("parity") or {}).get("parallel", {}).get("passed") is True
         self._session = OnnxSession(
@@ -255,6 +265,25 @@ class CompiledRuntime:
         self._labels = np.asarray(manifest.labels) if manifest.task == "classification" else None
         # an XGBoost or LightGBM graph answers class indices 0..k-1; skl2onnx's, the labels
         self._by_index = record.get("labels") == "index" and self._labels is not None
+        self._native_rows = parallel_rows
+        self._native = self._native_batches(native, record)
+
+    def _native_batches(self, checkpoint: bytes | None, record: dict[str, Any]) -> Any:
+        from . import native
+
+        gated = (record.get("native") or {}).get("status") == "passed"
+        if checkpoint is None or not gated or self._native_rows <= 0:
+            return None
+        missing = native.unavailable()
+        if missing is not None:
+            logger.info("%s: large batches on ONNX Runtime: %s", self._manifest.name, missing)
+            return None
+        return native.NativeBatches(checkpoint, self._labels)
+
+    @property
+    def native(self) -> Any:
+        """The native batches' builder (:class:`.native.NativeBatches`), or ``None``."""
+        return self._native
 
     @property
     def manifest(self) -> ModelManifest:
@@ -264,6 +293,13 @@ class CompiledRuntime:
     def parallel_rows(self) -> int:
         """Rows from which a batch runs on every usable core; 0: never."""
         return self._session.parallel_rows
+
+    def _run(self, rows: np.ndarray | Table, proba: bool) -> Prediction:
+        """A large batch on the native library once built, anything else on ONNX Runtime."""
+        forest = self._native.forest if self._native is not None else None
+        if forest is not None and isinstance(rows, np.ndarray) and len(rows) >= self._native_rows:
+            return forest.run(rows)  # type: ignore[no-any-return]
+        return self._session.run(rows, probabilities=proba)
 
     def predict(self, rows: np.ndarray | Table, *, proba: bool = False) -> Prediction:
         """Like :meth:`SklearnRuntime.predict`, from the compiled model.
@@ -275,7 +311,7 @@ class CompiledRuntime:
         if proba and not self._has_probabilities:
             raise InvalidInput(f"model {self._manifest.name!r} does not give probabilities")
         try:
-            result = self._session.run(rows, probabilities=proba)
+            result = self._run(rows, proba)
         except OverflowError as e:
             raise ModelError(f"model {self._manifest.name!r} cannot predict these rows: {e}") from e
         except Exception as e:  # any runtime failure is the model's, never the client's
