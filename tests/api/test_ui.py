@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 import shutil
+from html import escape as html_escape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -293,6 +294,19 @@ def test_card_shows_importances_hash_and_metrics(
     metrics = {row[0][0]: row[1][0] for row in page.tables["metrics"]}
     assert metrics["accuracy"] == f"{tutorial_accuracy:.4f}"
     assert metrics["test_rows"] == "45"
+
+
+def test_card_says_how_large_batches_run(
+    iris_page: tuple[TestResponse, Page], iris_manifest: ModelManifest
+) -> None:
+    native = iris_manifest.compiled["native"]
+    html = iris_page[0].get_data(as_text=True)
+    if native["status"] == "passed":  # CI: flaskserve[native] and gcc are there
+        rows = f"{native['parity']['rows']:,}"
+        assert f"native code built on this machine (its gate passed on {rows} rows)" in html
+    else:
+        reason = html_escape(native["reason"])
+        assert f"ONNX Runtime (native code {native['status']}: {reason})" in html
 
 
 def test_model_data_block(iris_page: tuple[TestResponse, Page]) -> None:
