@@ -174,3 +174,20 @@ def test_a_library_is_built_once_per_machine(model_dir: Path, tmp_path: Path) ->
     stamp = first.stat().st_mtime_ns
     assert native.build(checkpoint, tmp_path) == first and first.stat().st_mtime_ns == stamp
     assert [p.name for p in tmp_path.glob("*.so")] == [first.name]
+
+
+def test_a_failed_build_says_why_and_leaves_nothing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(RuntimeError, match=r"^building the native library failed: \S"):
+        native.build(b"not a treelite checkpoint", tmp_path)
+    assert list(tmp_path.glob("*.so")) == [] and list(tmp_path.glob("tmp*")) == []
+    assert capfd.readouterr() == ("", "")  # the child's notes go to the debug log only
+
+
+def test_a_build_prints_nothing(
+    model_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """TL2cgen's core notes a checkpoint from a newer Treelite on stderr: kept in the child."""
+    native.build((model_dir / native.CHECKPOINT_FILE).read_bytes(), tmp_path)
+    assert capfd.readouterr() == ("", "")

@@ -26,6 +26,8 @@ import logging
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -40,6 +42,8 @@ from .cores import usable_cores
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "native.tl"
+#: the longest a library's build may take (a 300-tree forest takes a few seconds)
+BUILD_SECONDS = 600
 _COMPILERS = ("gcc", "clang")
 
 
@@ -105,19 +109,26 @@ def build(checkpoint: bytes, directory: Path | None = None) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.exists():  # another worker built it while this one waited
             return target
-        with tempfile.TemporaryDirectory(dir=directory) as work, _quiet():
-            model = treelite.Model.deserialize_bytes(checkpoint)
+        with tempfile.TemporaryDirectory(dir=directory) as work:
             built = Path(work) / "model.so"
-            tl2cgen.export_lib(
-                model,
-                toolchain=_compiler() or "gcc",
-                libpath=str(built),
-                params={"parallel_comp": max(1, min(8, model.num_tree // 50))},
-                nthread=usable_cores(),
-                verbose=False,
-            )
+            _build_in_child(checkpoint, built)
             os.replace(built, target)
     return target
+
+
+def _build_in_child(checkpoint: bytes, library: Path) -> None:
+    """Run :mod:`.native_child`; what it printed goes to the debug log, its error raised."""
+    child = Path(__file__).with_name("native_child.py")
+    command = [sys.executable, str(child), str(library), _compiler() or "gcc", str(usable_cores())]
+    done = subprocess.run(
+        command, input=checkpoint, capture_output=True, timeout=BUILD_SECONDS, check=False
+    )
+    printed = (done.stdout + done.stderr).decode(errors="replace").strip()
+    if printed:
+        logger.debug("native build: %s", printed)
+    if done.returncode != 0:
+        last = printed.splitlines()[-1] if printed else f"exit status {done.returncode}"
+        raise RuntimeError(f"building the native library failed: {last}")
 
 
 @contextlib.contextmanager
