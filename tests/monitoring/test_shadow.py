@@ -17,6 +17,7 @@ from flaskserve.app import create_app
 from flaskserve.errors import ModelNotFound, SettingsError
 from flaskserve.metrics import Metrics
 from flaskserve.monitoring.base import Observation
+from flaskserve.monitoring import shadow
 from flaskserve.monitoring.shadow import ShadowObserver
 from flaskserve.runtime.base import Prediction, Runtime
 from flaskserve.runtime.registry import ModelRegistry
@@ -178,6 +179,26 @@ def test_a_failing_challenger_is_counted(repository: Path) -> None:
     tally, _ = observer.report_tally(("iris", 2, 0.0))
     assert (tally.failed_rows, tally.failed_batches, tally.rows) == (7, 1, 0)
     assert _counted(metrics, "iris") == {"failed": 7}
+
+
+def test_a_full_queue_drops_requests_and_counts_them(
+    repository: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shadow, "QUEUE_REQUESTS", 3)
+    monkeypatch.setattr(shadow, "COLLECT_SECONDS", 0.5)  # the queue fills before it is taken
+    registry = ModelRegistry(repository)
+    registry.routing.set_initial(Routing({"iris": ShadowPlan(2)}))
+    metrics = Metrics()
+    observer = ShadowObserver(registry, None, metrics)
+    champion = registry.refresh().get("iris")
+    rows = load_iris().data[:4]
+    for _ in range(5):
+        observer.observe(_observation(champion, rows, False))
+    assert observer.wait_idle(10)
+    tally, _ = observer.report_tally(("iris", 2, 0.0))
+    assert (tally.requests, tally.rows, tally.dropped) == (3, 12, 2)
+    text = metrics.render()[0].decode()
+    assert 'flaskserve_shadow_dropped_total{challenger_version="2",model="iris"} 2.0' in text
 
 
 @pytest.fixture()

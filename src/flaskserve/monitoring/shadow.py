@@ -1,9 +1,10 @@
 """Shadow challengers: a second version scores a fraction of a model's rows, answers no one.
 
-:meth:`ShadowObserver.observe` runs on the request thread and only samples and enqueues
-(a bounded queue: when full, the request is dropped from the comparison and counted).
+:meth:`ShadowObserver.observe` runs on the request thread and only samples and appends
+to a bounded queue (when full, the request is dropped from the comparison and counted).
 One daemon thread per worker, started by the first observation after gunicorn forks,
-takes what queued, scores it in bulk with the challenger (and the champion's
+wakes :data:`COLLECT_SECONDS` after it, takes everything queued, scores it in bulk
+with the challenger (and the champion's
 probabilities where the client did not ask for them), and adds the comparison to this
 worker's :class:`~flaskserve.monitoring.shadow_report.ShadowTally`. A challenger that
 raises is counted and logged; nothing of it reaches a client.
@@ -13,13 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import random
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,11 @@ from .shadow_report import ShadowTally, TallyKey, read_tallies, write_tallies
 logger = logging.getLogger(__name__)
 
 #: requests waiting to be scored, per worker; beyond it they are dropped and counted
-QUEUE_REQUESTS = 1024
-#: the most rows one bulk call to the challenger receives
-BATCH_ROWS = 2048
+QUEUE_REQUESTS = 4096
+#: the most rows one bulk call to a model receives: below the runtime's default
+#: ``FLASKSERVE_PARALLEL_ROWS``, so the shadow keeps to one core and leaves the other
+#: to the requests
+BATCH_ROWS = 512
 #: how long the first request of a batch waits for company: one call for a hundred
 #: requests costs little more than one for a single request
 COLLECT_SECONDS = 0.25
@@ -45,11 +47,8 @@ COLLECT_SECONDS = 0.25
 SAVE_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
-class _Job:
-    key: TallyKey
-    challenger: ServedModel
-    seen: Observation
+#: one request to compare: the tally it adds to, the challenger, what the champion answered
+_Job = tuple[TallyKey, ServedModel, Observation]
 
 
 class ShadowObserver:
@@ -74,7 +73,10 @@ class ShadowObserver:
         """A new process's state: its parent's queue, tallies and thread are not its own."""
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._queue: queue.Queue[_Job] = queue.Queue(QUEUE_REQUESTS)
+        # a deque and an event, not a queue.Queue: appending takes no lock and wakes no one
+        self._queue: deque[_Job] = deque()
+        self._wake = threading.Event()
+        self._scoring = False
         self._tallies: dict[TallyKey, ShadowTally] = {}
 
     def observe(self, observation: Observation) -> None:
@@ -87,12 +89,14 @@ class ShadowObserver:
         if self._thread is None:
             self._start()
         key = (challenger.name, challenger.version, plan.started)
-        try:
-            self._queue.put_nowait(_Job(key, challenger, observation))
-        except queue.Full:
+        if len(self._queue) >= QUEUE_REQUESTS:
             with self._lock:
                 self._tally(key).dropped += 1
             self._metrics.shadow_dropped.labels(key[0], str(key[1])).inc()
+            return
+        self._queue.append((key, challenger, observation))
+        if not self._wake.is_set():
+            self._wake.set()
 
     def report_tally(self, key: TallyKey) -> tuple[ShadowTally, int]:
         """The sum over workers of the tallies for *key*, and how many workers scored it."""
@@ -109,9 +113,12 @@ class ShadowObserver:
     def wait_idle(self, timeout: float) -> bool:
         """Wait until everything queued is scored (tests, shutdown); ``False`` on timeout."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while self._busy() and time.monotonic() < deadline:
             time.sleep(0.01)
-        return not self._queue.unfinished_tasks
+        return not self._busy()
+
+    def _busy(self) -> bool:
+        return bool(self._queue) or self._scoring or self._wake.is_set()
 
     def _tally(self, key: TallyKey) -> ShadowTally:
         tally = self._tallies.get(key)
@@ -123,53 +130,57 @@ class ShadowObserver:
         with self._lock:
             if self._thread is not None:
                 return
-            self._thread = threading.Thread(
-                target=self._run, args=(self._queue,), name="flaskserve-shadow", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name="flaskserve-shadow", daemon=True)
             self._thread.start()
 
-    def _run(self, jobs: queue.Queue[_Job]) -> None:
+    def _run(self) -> None:
         saved, unsaved = 0.0, False
         while True:
-            try:
-                batch = [jobs.get(timeout=SAVE_SECONDS)]
-            except queue.Empty:  # traffic stopped: share what the last batches found
+            if not self._wake.wait(SAVE_SECONDS):  # traffic stopped: share the last batches
                 if unsaved:
                     self._save()
                     unsaved = False
                 continue
-            time.sleep(COLLECT_SECONDS)
-            rows = len(batch[0].seen.inputs)
-            while rows < BATCH_ROWS:
-                try:
-                    batch.append(jobs.get_nowait())
-                except queue.Empty:
-                    break
-                rows += len(batch[-1].seen.inputs)
+            time.sleep(COLLECT_SECONDS)  # one call for a hundred requests costs little more
+            self._scoring = True
+            self._wake.clear()
             try:
-                self._score_all(batch)
-                unsaved = True
+                while self._queue:
+                    unsaved = self._score_all(self._take()) or unsaved
                 # at most once a second: a file per batch cost the champion more than scoring
-                if time.monotonic() - saved >= SAVE_SECONDS:
+                if unsaved and time.monotonic() - saved >= SAVE_SECONDS:
                     self._save()
                     saved, unsaved = time.monotonic(), False
-            except Exception:  # the thread must outlive any surprise, or shadowing stops
-                logger.exception("shadow scoring failed")
             finally:
-                for _ in batch:
-                    jobs.task_done()
+                self._scoring = False
 
-    def _score_all(self, batch: Sequence[_Job]) -> None:
+    def _take(self) -> list[_Job]:
+        """Queued requests, oldest first, up to :data:`BATCH_ROWS` rows (at least one)."""
+        batch = [self._queue.popleft()]
+        rows = len(batch[0][2].inputs)
+        while self._queue and rows + len(self._queue[0][2].inputs) <= BATCH_ROWS:
+            batch.append(self._queue.popleft())
+            rows += len(batch[-1][2].inputs)
+        return batch
+
+    def _score_all(self, batch: Sequence[_Job]) -> bool:
+        """Score and tally *batch*; ``False`` if it failed (logged: the thread must go on)."""
         groups: dict[tuple[Any, ...], list[_Job]] = {}
         for job in batch:  # rows of one champion and challenger, of one kind, go together
-            seen = job.seen
-            group = (job.key, id(seen.model), id(job.challenger), type(seen.inputs))
+            key, challenger, seen = job
+            group = (key, id(seen.model), id(challenger), type(seen.inputs))
             groups.setdefault(group, []).append(job)
-        for jobs in groups.values():
-            tally = score(jobs[0].challenger, [job.seen for job in jobs])
-            with self._lock:
-                self._tally(jobs[0].key).merge(tally)
-            self._count(jobs[0].key, tally)
+        try:
+            for jobs in groups.values():
+                key, challenger, _ = jobs[0]
+                tally = score(challenger, [seen for _, _, seen in jobs])
+                with self._lock:
+                    self._tally(key).merge(tally)
+                self._count(key, tally)
+        except Exception:  # a surprise must not stop shadowing
+            logger.exception("shadow scoring failed")
+            return False
+        return True
 
     def _count(self, key: TallyKey, tally: ShadowTally) -> None:
         rows = self._metrics.shadow_rows
@@ -184,8 +195,12 @@ class ShadowObserver:
             return
         with self._lock:
             tallies = {k: ShadowTally(**vars(t)) for k, t in self._tallies.items()}
-        if tallies:
+        if not tallies:
+            return
+        try:
             write_tallies(self._state_dir, tallies)
+        except OSError as e:  # a full disk must stop neither the thread nor the report
+            logger.warning("could not share this worker's shadow tallies: %s", e)
 
 
 def score(challenger: ServedModel, seen: Sequence[Observation]) -> ShadowTally:
