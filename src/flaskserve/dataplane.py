@@ -22,6 +22,7 @@ serves any WSGI server, and a test can drive it with a plain dict.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,8 @@ class ServerState:
     metrics: Metrics
     #: told of every answered prediction (:mod:`flaskserve.monitoring`)
     observers: tuple[Any, ...] = ()
+    #: whether the monitors want a model's probabilities even where the client does not
+    wants_probabilities: Callable[[ServedModel], bool] = lambda model: False
 
 
 @dataclass(eq=False)
@@ -91,12 +94,17 @@ class Call:
         return parse_json(self.body(), self.state.settings.max_json_depth)
 
     def predict(self, rows: np.ndarray | Table, *, proba: bool = False) -> Prediction:
-        """Run the chosen model on *rows* and record that it answered them."""
-        prediction = self.model.runtime.predict(rows, proba=proba)
+        """Run the chosen model on *rows* and record that it answered them.
+
+        The monitors may see probabilities the client did not ask for (a shadow compares
+        them), where the same run gives them (:attr:`ServerState.wants_probabilities`).
+        """
+        recorded = proba or self.state.wants_probabilities(self.model)
+        prediction = self.model.runtime.predict(rows, proba=recorded)
         self.answered = self.model
         self.rows = len(rows)
         self.inputs, self.prediction = rows, prediction  # for the monitors, once answered
-        return prediction
+        return prediction if proba or not recorded else Prediction(prediction.predictions)
 
     def explain(self, rows: np.ndarray | Table) -> tuple[Prediction, Explanation]:
         """Predict *rows* (recorded as :meth:`predict`) and explain each answer exactly.

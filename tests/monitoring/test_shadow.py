@@ -16,10 +16,11 @@ from flaskserve import save_model
 from flaskserve.app import create_app
 from flaskserve.errors import ModelNotFound, SettingsError
 from flaskserve.metrics import Metrics
-from flaskserve.monitoring.base import Observation
 from flaskserve.monitoring import shadow
+from flaskserve.monitoring.base import Observation
 from flaskserve.monitoring.shadow import ShadowObserver
 from flaskserve.runtime.base import Prediction, Runtime
+from flaskserve.runtime.compiled import CompiledRuntime
 from flaskserve.runtime.registry import ModelRegistry
 from flaskserve.runtime.shadows import Routing, ShadowPlan, parse_shadows
 from flaskserve.settings import Settings
@@ -303,3 +304,27 @@ def test_a_regressor_challenger_reports_value_differences(client: FlaskClient) -
     assert report["probability_difference"] is None and report["value_difference"]["rows"] == 30
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'flaskserve_shadow_rows_total{challenger_version="2",model="price",outcome=' in metrics
+
+
+def test_the_champion_runs_once_and_answers_only_what_was_asked(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compiled champion's probabilities come with its labels: the shadow takes them
+    from the answer instead of running the champion again, and the client never sees them."""
+    client.post("/v2/repository/models/iris/shadow", json={"version": 2}, headers=ADMIN)
+    runs: list[tuple[int, bool]] = []
+    predict = CompiledRuntime.predict
+
+    def counted(self: CompiledRuntime, rows: Any, *, proba: bool = False) -> Prediction:
+        runs.append((self.manifest.version, proba))
+        return predict(self, rows, proba=proba)
+
+    monkeypatch.setattr(CompiledRuntime, "predict", counted)
+    answer = client.post("/predict", json=[[5.9, 3.0, 5.1, 1.8]])
+    assert answer.get_data() == b'{"result":[2]}\n'
+    with_proba = client.post("/predict?proba=true", json=[[5.9, 3.0, 5.1, 1.8]]).json
+    assert with_proba is not None and len(with_proba["probabilities"][0]) == 3
+    assert _shadow_observer(client).wait_idle(10)
+    assert sorted(runs) == [(1, True), (1, True), (2, True)]  # the challenger: one batch
+    report = client.get("/model/iris/shadow").json
+    assert report is not None and report["probability_difference"]["rows"] == 2
