@@ -16,7 +16,7 @@ from .api.state import EXTENSION_KEY
 from .dataplane import ServerState
 from .json import NumpyJSONProvider
 from .metrics import Metrics
-from .monitoring import build_observers, wants_probabilities
+from .monitoring import build_observers
 from .runtime.base import Runtime
 from .runtime.batching import BatchingRuntime
 from .runtime.registry import ModelRegistry
@@ -73,8 +73,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     _log_snapshot(registry)
     observers = build_observers(settings, registry, metrics)
-    state = ServerState(settings, registry, metrics, observers, wants_probabilities(observers))
-    app.extensions[EXTENSION_KEY] = state
+    app.extensions[EXTENSION_KEY] = ServerState(settings, registry, metrics, observers)
     app.before_request(lambda: registry.start_watching(settings.poll_seconds))
     register_error_handlers(app)
     register_request_logging(app)

@@ -22,7 +22,6 @@ serves any WSGI server, and a test can drive it with a plain dict.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,8 +53,6 @@ class ServerState:
     metrics: Metrics
     #: told of every answered prediction (:mod:`flaskserve.monitoring`)
     observers: tuple[Any, ...] = ()
-    #: whether the monitors want a model's probabilities even where the client does not
-    wants_probabilities: Callable[[ServedModel], bool] = lambda model: False
 
 
 @dataclass(eq=False)
@@ -94,17 +91,12 @@ class Call:
         return parse_json(self.body(), self.state.settings.max_json_depth)
 
     def predict(self, rows: np.ndarray | Table, *, proba: bool = False) -> Prediction:
-        """Run the chosen model on *rows* and record that it answered them.
-
-        The monitors may see probabilities the client did not ask for (a shadow compares
-        them), where the same run gives them (:attr:`ServerState.wants_probabilities`).
-        """
-        recorded = proba or self.state.wants_probabilities(self.model)
-        prediction = self.model.runtime.predict(rows, proba=recorded)
+        """Run the chosen model on *rows* and record that it answered them."""
+        prediction = self.model.runtime.predict(rows, proba=proba)
         self.answered = self.model
         self.rows = len(rows)
         self.inputs, self.prediction = rows, prediction  # for the monitors, once answered
-        return prediction if proba or not recorded else Prediction(prediction.predictions)
+        return prediction
 
     def explain(self, rows: np.ndarray | Table) -> tuple[Prediction, Explanation]:
         """Predict *rows* (recorded as :meth:`predict`) and explain each answer exactly.

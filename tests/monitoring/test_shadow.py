@@ -306,17 +306,17 @@ def test_a_regressor_challenger_reports_value_differences(client: FlaskClient) -
     assert 'flaskserve_shadow_rows_total{challenger_version="2",model="price",outcome=' in metrics
 
 
-def test_the_champion_runs_once_and_answers_only_what_was_asked(
+def test_the_client_gets_only_what_it_asked_and_the_report_every_probability(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A compiled champion's probabilities come with its labels: the shadow takes them
-    from the answer instead of running the champion again, and the client never sees them."""
+    """The answer is the champion's own run; the champion's probabilities for the report
+    are computed off the path, in bulk, where the client did not ask for them."""
     client.post("/v2/repository/models/iris/shadow", json={"version": 2}, headers=ADMIN)
-    runs: list[tuple[int, bool]] = []
+    runs: list[tuple[int, bool, int]] = []
     predict = CompiledRuntime.predict
 
     def counted(self: CompiledRuntime, rows: Any, *, proba: bool = False) -> Prediction:
-        runs.append((self.manifest.version, proba))
+        runs.append((self.manifest.version, proba, len(rows)))
         return predict(self, rows, proba=proba)
 
     monkeypatch.setattr(CompiledRuntime, "predict", counted)
@@ -325,6 +325,7 @@ def test_the_champion_runs_once_and_answers_only_what_was_asked(
     with_proba = client.post("/predict?proba=true", json=[[5.9, 3.0, 5.1, 1.8]]).json
     assert with_proba is not None and len(with_proba["probabilities"][0]) == 3
     assert _shadow_observer(client).wait_idle(10)
-    assert sorted(runs) == [(1, True), (1, True), (2, True)]  # the challenger: one batch
+    # each answer ran once as asked; then one bulk run of each model for the comparison
+    assert sorted(runs) == [(1, False, 1), (1, True, 1), (1, True, 2), (2, True, 2)]
     report = client.get("/model/iris/shadow").json
     assert report is not None and report["probability_difference"]["rows"] == 2

@@ -8,14 +8,13 @@ middleware tells of every answered prediction; its work runs off the request pat
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from ..settings import Settings
 from .base import Observation, Observer
 from .shadow import shadow_observer
 
-__all__ = ["Observation", "Observer", "build_observers", "wants_probabilities"]
+__all__ = ["Observation", "Observer", "build_observers"]
 
 SWITCH_INTERVAL = 0.001
 
@@ -37,13 +36,3 @@ def build_observers(settings: Settings, registry: Any, metrics: Any) -> tuple[Ob
     # shorter interval keeps their work off the answers' tail (docs/monitoring.md#cost).
     sys.setswitchinterval(SWITCH_INTERVAL)
     return tuple(observers)
-
-
-def wants_probabilities(observers: tuple[Observer, ...]) -> Callable[[Any], bool]:
-    """Whether any of *observers* wants a served model's probabilities with each answer."""
-    asking: list[Callable[[Any], bool]] = [
-        o.wants_probabilities for o in observers if hasattr(o, "wants_probabilities")
-    ]
-    if len(asking) == 1:  # the shadow: the one monitor that compares probabilities
-        return asking[0]
-    return lambda model: any(ask(model) for ask in asking)

@@ -98,15 +98,6 @@ class ShadowObserver:
         if not self._wake.is_set():
             self._wake.set()
 
-    def wants_probabilities(self, model: ServedModel) -> bool:
-        """Whether *model*'s answers should carry probabilities for the comparison: where
-        it has a challenger and one run gives them with its labels (a compiled model), so
-        the champion is not run a second time here."""
-        return bool(
-            getattr(model.runtime, "probabilities_with_labels", False)
-            and self._registry.snapshot.challenger(model.name) is not None
-        )
-
     def report_tally(self, key: TallyKey) -> tuple[ShadowTally, int]:
         """The sum over workers of the tallies for *key*, and how many workers scored it."""
         if self._state_dir is None:

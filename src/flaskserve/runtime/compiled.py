@@ -294,11 +294,6 @@ class CompiledRuntime:
         """Rows from which a batch runs on every usable core; 0: never."""
         return self._session.parallel_rows
 
-    @property
-    def probabilities_with_labels(self) -> bool:
-        """Whether one run gives both: asking for probabilities then costs only their copy."""
-        return self._has_probabilities
-
     def _run(self, rows: np.ndarray | Table, proba: bool) -> Prediction:
         """A large batch on the native library once built, anything else on ONNX Runtime."""
         forest = self._native.forest if self._native is not None else None
