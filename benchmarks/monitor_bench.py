@@ -12,7 +12,9 @@ times on free loopback ports:
 
 Each is loaded with wrk at 16 connections with the tutorial's row, ``--rounds`` times in
 turn (so the machine's drift falls on all of them), and each one's median round is set
-beside the baseline's: requests/s and p99, and the ratio.
+beside the baseline's: requests/s and p99, and the ratio. A second table gives the
+workers' CPU per request over all rounds (``/proc``), on the request thread and on the
+others (the monitors' threads), which shows where a monitor's cost lands.
 
     python benchmarks/monitor_bench.py [--duration 5] [--rounds 3] [--workers 2]
 
@@ -48,9 +50,13 @@ def main() -> None:
                 _wait_ready(url, ROW)
                 _wrk(url, 2, 4, work, ROW)
             runs: dict[str, list[tuple[float, float, float, int]]] = {name: [] for name in servers}
+            ticks: dict[str, list[tuple[int, int]]] = {name: [] for name in servers}
             for round_number in range(args.rounds):
-                for name, (url, _) in zip(servers, running, strict=True):
+                for name, (url, process) in zip(servers, running, strict=True):
+                    before = _thread_ticks(process.pid)
                     runs[name].append(_wrk(url, args.duration, 16, work, ROW))
+                    after = _thread_ticks(process.pid)
+                    ticks[name].append((after[0] - before[0], after[1] - before[1]))
                 print(f"round {round_number + 1} of {args.rounds} done", file=sys.stderr)
         finally:
             for _, process in running:
@@ -58,6 +64,41 @@ def main() -> None:
             for _, process in running:
                 process.wait(timeout=30)
     _print(runs, args)
+    _print_ticks(runs, ticks, args.duration)
+
+
+def _thread_ticks(server: int) -> tuple[int, int]:
+    """CPU ticks (user + system) of the workers' request threads, and of their other threads.
+
+    A worker of the compiled runtime answers on its main thread (its id is the worker's
+    pid); the monitors, metrics and native-build threads are the others.
+    """
+    workers = subprocess.run(["pgrep", "-P", str(server)], capture_output=True, text=True)
+    main = other = 0
+    for pid in (int(p) for p in workers.stdout.split()):
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended meanwhile
+                continue
+            used = int(fields[11]) + int(fields[12])
+            main, other = (main + used, other) if task.name == str(pid) else (main, other + used)
+    return main, other
+
+
+def _print_ticks(
+    runs: dict[str, list[tuple[float, float, float, int]]],
+    ticks: dict[str, list[tuple[int, int]]],
+    seconds: int,
+) -> None:
+    """Per request, over every round: where each configuration's CPU went."""
+    hertz = os.sysconf("SC_CLK_TCK")
+    print("\n| monitors | request threads, µs CPU a request | other threads |\n|---|---|---|")
+    for name, measured in ticks.items():
+        requests = sum(run[0] for run in runs[name]) * seconds
+        main = sum(m for m, _ in measured) / hertz / requests * 1e6
+        other = sum(o for _, o in measured) / hertz / requests * 1e6
+        print(f"| {name} | {main:.0f} | {other:.1f} |")
 
 
 def _repository(work: Path) -> Path:
