@@ -3,11 +3,11 @@
 :meth:`ShadowObserver.observe` runs on the request thread and only samples and appends
 to a bounded queue (when full, the request is dropped from the comparison and counted).
 One daemon thread per worker, started by the first observation after gunicorn forks,
-wakes :data:`COLLECT_SECONDS` after it, takes everything queued, scores it in bulk
-with the challenger (and the champion's
-probabilities where the client did not ask for them), and adds the comparison to this
-worker's :class:`~flaskserve.monitoring.shadow_report.ShadowTally`. A challenger that
-raises is counted and logged; nothing of it reaches a client.
+wakes :data:`COLLECT_SECONDS` after it, takes everything queued, scores it in bulk with
+the challenger (and the champion's probabilities where the client did not ask for them),
+and adds the comparison to this worker's
+:class:`~flaskserve.monitoring.shadow_report.ShadowTally`. A challenger that raises is
+counted and logged; nothing of it reaches a client.
 """
 
 from __future__ import annotations
