@@ -1,11 +1,12 @@
 """Which compiler for XGBoost and LightGBM models: onnxmltools with ONNX Runtime, or Treelite.
 
 300-tree iris classifiers, each evaluated on one thread by its library, by ONNX Runtime from
-the onnxmltools graph, and by Treelite's GTIL from a Treelite model: microseconds per
+the onnxmltools graph, by Treelite's GTIL from a Treelite model, and by that model compiled
+to C with TL2cgen (as flaskserve's native batches are, ``flaskserve[native]``): microseconds per
 single-row call, milliseconds per 10,000-row call, and the largest probability difference
 from the library. Prints a Markdown table (docs/performance.md quotes it).
 
-    pip install onnxmltools treelite && python benchmarks/booster_compilers.py
+    pip install -e '.[xgboost,lightgbm,native]' onnxmltools && python benchmarks/booster_compilers.py
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ def _gtil(model: Any) -> Callable[[np.ndarray], Any]:
     import treelite
 
     return lambda rows: treelite.gtil.predict(model, rows.astype(np.float32), nthread=1)
+
+
+def _tl2cgen(model: Any) -> Callable[[np.ndarray], Any]:
+    """The trees as C, built by flaskserve's native-batch builder (gcc), on one thread."""
+    import tl2cgen
+
+    from flaskserve.runtime.native import build
+
+    predictor = tl2cgen.Predictor(str(build(model.serialize_bytes())), nthread=1, verbose=False)
+    return lambda rows: predictor.predict(tl2cgen.DMatrix(rows.astype(np.float32)))
 
 
 def main() -> None:
@@ -81,6 +92,7 @@ def main() -> None:
             "the library": model.predict_proba,
             "ONNX Runtime (onnxmltools)": _onnx(graph),
             "Treelite GTIL": _gtil(tree),
+            "TL2cgen (C, gcc)": _tl2cgen(tree),
         }
         for label, predict in runs.items():
             got = np.asarray(predict(rows)).reshape(len(rows), -1)

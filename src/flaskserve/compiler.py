@@ -42,11 +42,14 @@ class Compiled:
 
     :ivar gate: the parity gate's rows and the estimator's answers on them, where a
         matrix model passed (the native batches' gate runs on them too).
+    :ivar trees: what the native batches' gate reads the trees from, where that is not
+        the estimator (a booster artifact's booster).
     """
 
     payload: bytes | None
     record: dict[str, Any]
     gate: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
+    trees: Any = None
 
 
 def compile_estimator(
@@ -192,7 +195,9 @@ def compile_booster(
     except Exception as e:  # onnxmltools and ONNX Runtime raise many kinds for what they cannot do
         return Compiled(None, {"status": "unsupported", "reason": boosters.failure(native, e)})
     record = _record(None, manifest.task, payload, "float32", "none", {**parity, "parts": parts})
-    return Compiled(payload, {**record, **boosters.record_fields(native, manifest.task)})
+    record = {**record, **boosters.record_fields(native, manifest.task)}
+    gated = (gate, expected) if parity["passed"] else None
+    return Compiled(payload, record, gated, boosters.served_trees(native))
 
 
 def _typed_reason(failures: list[str]) -> str:
@@ -383,6 +388,7 @@ def _with_native(
 
     labels = np.asarray(manifest.labels) if manifest.task == "classification" else None
     assert compiled.gate is not None
-    record, checkpoint = gate_native(estimator, manifest.task, labels, *compiled.gate)
+    trees = estimator if compiled.trees is None else compiled.trees
+    record, checkpoint = gate_native(trees, manifest.task, labels, *compiled.gate)
     compiled.record["native"] = record
     return files if checkpoint is None else {**files, record["file"]: checkpoint}

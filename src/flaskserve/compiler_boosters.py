@@ -114,6 +114,12 @@ def booster_splits(native: NativeModel) -> list[tuple[int, float]]:
     return [(index[f], float(t)) for f, t in pairs if f in index and abs(t) <= _FLOAT32_MAX]
 
 
+def served_trees(native: NativeModel) -> Any:
+    """The booster as it answers: after early stopping, XGBoost uses its best trees only."""
+    best = native.booster.attr("best_iteration") if native.library == "xgboost" else None
+    return native.booster if best is None else native.booster[: int(best) + 1]
+
+
 def convert_booster(native: NativeModel, width: int) -> bytes:
     """The booster as an ONNX tree ensemble taking one ``[N, width]`` float32 matrix.
 
@@ -124,10 +130,7 @@ def convert_booster(native: NativeModel, width: int) -> bytes:
 
     types = [("input", FloatTensorType([None, width]))]
     if native.library == "xgboost":
-        booster, best = native.booster, native.booster.attr("best_iteration")
-        if best is not None:  # early stopping: XGBoost answers from the best trees only
-            booster = booster[: int(best) + 1]
-        model = convert_xgboost(booster, initial_types=types)
+        model = convert_xgboost(served_trees(native), initial_types=types)
     else:
         model = convert_lightgbm(native.booster, initial_types=types, zipmap=False)
     for output in model.graph.output:  # LightGBM's label says [1]: ONNX Runtime warns each call

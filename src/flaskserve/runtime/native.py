@@ -75,14 +75,18 @@ def cache_dir() -> Path:
 
 
 def checkpoint_of(estimator: Any) -> bytes:
-    """*estimator*'s trees as a Treelite checkpoint.
+    """The trees of *estimator* (a scikit-learn forest or an XGBoost ``Booster``) as a
+    Treelite checkpoint.
 
     :raises Exception: Treelite cannot read this estimator (its own error).
     """
     import treelite
 
     with _quiet():
-        model = treelite.sklearn.import_model(estimator)
+        if type(estimator).__module__.startswith("xgboost"):  # a Booster: its own JSON
+            model = treelite.frontend.from_xgboost_json(estimator.save_raw("json").decode())
+        else:
+            model = treelite.sklearn.import_model(estimator)
         checkpoint: bytes = model.serialize_bytes()
     return checkpoint
 
