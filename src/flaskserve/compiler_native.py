@@ -3,9 +3,9 @@
 :func:`gate_native` keeps the trees of a scikit-learn forest or an XGBoost booster as a
 Treelite checkpoint, builds its library (:mod:`flaskserve.runtime.native`) and runs it on
 the parity gate's rows, whole and in :data:`~flaskserve.runtime.compiled.PARALLEL_ROWS`-row
-pieces, by the gate's rules
-(labels identical, probabilities or values within 1e-6). The manifest records the result
-as ``compiled.native``; the checkpoint is kept in the artifact only where it passed.
+pieces, by the gate's rules (labels identical, probabilities or values within 1e-6). The
+manifest records the result as ``compiled.native``; the checkpoint is kept in the
+artifact only where it passed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .runtime.native import (
     unavailable,
 )
 
-#: what the native library may evaluate: scikit-learn's own tree ensembles (and XGBoost's)
+#: the scikit-learn estimators the native library may evaluate (and XGBoost's ``Booster``)
 TREE_ENSEMBLES = (
     "RandomForestClassifier",
     "RandomForestRegressor",
