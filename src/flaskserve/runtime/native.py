@@ -137,8 +137,9 @@ def _build_in_child(checkpoint: bytes, library: Path) -> None:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Treelite and TL2cgen print their notes (versions, translation units) to stdout,
-    which is a command's output or a server's log: they go to the debug log instead."""
+    """Treelite prints its notes to stdout while importing a model, which is a command's
+    output or a server's log: they go to the debug log instead (TL2cgen's build runs in
+    a child process, :func:`_build_in_child`, for the notes its C++ core writes)."""
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         yield
