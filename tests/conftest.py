@@ -63,9 +63,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     Their promise is checked on granian by another test in every run; these repeat the long
     ones (fuzzing, the soak, the SIGKILL run). A skip would read as a component missing.
     """
-    for item in items:  # under xdist, tests that start servers share one worker, in turn
-        if item.get_closest_marker("integration"):
-            item.add_marker(pytest.mark.xdist_group("servers"))
     if config.getoption("--every-server"):
         return
     kept = [item for item in items if not item.get_closest_marker("every_server")]

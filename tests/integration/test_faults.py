@@ -222,19 +222,19 @@ def test_sigkill_under_load(model_dir: Path, start: Callable[..., LiveServer]) -
     master = server.process.pid
     assert _wait_for_workers(master, 3) < 60
     _wait_for_answers(server.url, 3)
-    baseline = Load(server.url, 32).run_for(6)
+    baseline = Load(server.url, 32).run_for(3)
     assert baseline.kinds() == {"ok": len(baseline.calls)}, baseline.kinds()
 
     rng = random.Random(20260)
     recoveries: list[float] = []  # kill -> three workers again
     serving: list[float] = []  # kill -> the replacement has loaded and checked the model
     phases: list[tuple[Load, int]] = []
-    for retry_once in (False, True):  # 36 s of faults in two halves: a kill every 7 s
+    for retry_once in (False, True):  # 24 s of faults in two halves: a kill every 5 s
         load = Load(server.url, 32, retry_once=retry_once)
         load.start()
         kills = 0
         try:
-            for at in (4.0, 11.0):
+            for at in (3.0, 8.0):
                 time.sleep(max(0.0, load.started + at - time.monotonic()))
                 before = set(worker_pids(master))
                 victim = rng.choice(sorted(before))
@@ -244,7 +244,7 @@ def test_sigkill_under_load(model_dir: Path, start: Callable[..., LiveServer]) -
                 recoveries.append(_wait_for_workers(master, 3, gone=victim))
                 (replacement,) = set(worker_pids(master)) - before
                 serving.append(_wait_for_log(server.log, replacement, killed))
-            time.sleep(max(0.0, load.started + 18 - time.monotonic()))
+            time.sleep(max(0.0, load.started + 12 - time.monotonic()))
         finally:
             load.stop()
         phases.append((load, kills))

@@ -47,9 +47,9 @@ MIN_REQUESTS = 3_000  # a fuzz that really ran: seed 1 sent 6,075 at 400/150/250
 # fit CI's time budget with the server measured by coverage; raise them for a deeper
 # run (1000/350/650 gave 10,733 requests in 75 s without coverage).
 GROUPS = {
-    "predict": (["--include-path-regex", r"^/predict"], 200),
-    "v2-infer": (["--include-path-regex", r"/infer$"], 80),
-    "others": (["--exclude-path-regex", r"^/predict|/infer$"], 100),
+    "predict": (["--include-path-regex", r"^/predict"], 120),
+    "v2-infer": (["--include-path-regex", r"/infer$"], 50),
+    "others": (["--exclude-path-regex", r"^/predict|/infer$"], 60),
 }
 
 
