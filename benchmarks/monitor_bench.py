@@ -50,13 +50,15 @@ def main() -> None:
                 _wait_ready(url, ROW)
                 _wrk(url, 2, 4, work, ROW)
             runs: dict[str, list[tuple[float, float, float, int]]] = {name: [] for name in servers}
-            ticks: dict[str, list[tuple[int, int]]] = {name: [] for name in servers}
+            ticks: dict[str, list[tuple[int, int, int]]] = {name: [] for name in servers}
             for round_number in range(args.rounds):
                 for name, (url, process) in zip(servers, running, strict=True):
                     before = _thread_ticks(process.pid)
                     runs[name].append(_wrk(url, args.duration, 16, work, ROW))
                     after = _thread_ticks(process.pid)
-                    ticks[name].append((after[0] - before[0], after[1] - before[1]))
+                    ticks[name].append(
+                        (after[0] - before[0], after[1] - before[1], after[2] - before[2])
+                    )
                 print(f"round {round_number + 1} of {args.rounds} done", file=sys.stderr)
         finally:
             for _, process in running:
@@ -67,14 +69,15 @@ def main() -> None:
     _print_ticks(runs, ticks, args.duration)
 
 
-def _thread_ticks(server: int) -> tuple[int, int]:
-    """CPU ticks (user + system) of the workers' request threads, and of their other threads.
+def _thread_ticks(server: int) -> tuple[int, int, int]:
+    """CPU ticks (user + system) of the workers' request threads and of their other threads,
+    and the request threads' context switches (each wait for the interpreter is one).
 
     A worker of the compiled runtime answers on its main thread (its id is the worker's
     pid); the monitors, metrics and native-build threads are the others.
     """
     workers = subprocess.run(["pgrep", "-P", str(server)], capture_output=True, text=True)
-    main = other = 0
+    main = other = switches = 0
     for pid in (int(p) for p in workers.stdout.split()):
         for task in Path(f"/proc/{pid}/task").glob("*"):
             try:
@@ -83,22 +86,35 @@ def _thread_ticks(server: int) -> tuple[int, int]:
                 continue
             used = int(fields[11]) + int(fields[12])
             main, other = (main + used, other) if task.name == str(pid) else (main, other + used)
-    return main, other
+        switches += _context_switches(Path(f"/proc/{pid}/task/{pid}/status"))
+    return main, other, switches
+
+
+def _context_switches(status: Path) -> int:
+    try:
+        lines = status.read_text().splitlines()
+    except OSError:  # the worker ended meanwhile
+        return 0
+    return sum(int(line.split()[1]) for line in lines if "ctxt_switches:" in line)
 
 
 def _print_ticks(
     runs: dict[str, list[tuple[float, float, float, int]]],
-    ticks: dict[str, list[tuple[int, int]]],
+    ticks: dict[str, list[tuple[int, int, int]]],
     seconds: int,
 ) -> None:
     """Per request, over every round: where each configuration's CPU went."""
     hertz = os.sysconf("SC_CLK_TCK")
-    print("\n| monitors | request threads, µs CPU a request | other threads |\n|---|---|---|")
+    print(
+        "\n| monitors | request threads, µs CPU a request | other threads |"
+        " request threads' context switches a request |\n|---|---|---|---|"
+    )
     for name, measured in ticks.items():
         requests = sum(run[0] for run in runs[name]) * seconds
-        main = sum(m for m, _ in measured) / hertz / requests * 1e6
-        other = sum(o for _, o in measured) / hertz / requests * 1e6
-        print(f"| {name} | {main:.0f} | {other:.1f} |")
+        main = sum(m for m, _, _ in measured) / hertz / requests * 1e6
+        other = sum(o for _, o, _ in measured) / hertz / requests * 1e6
+        switches = sum(c for _, _, c in measured) / requests
+        print(f"| {name} | {main:.0f} | {other:.1f} | {switches:.2f} |")
 
 
 def _repository(work: Path) -> Path:
