@@ -16,7 +16,11 @@ beside the baseline's: requests/s and p99, and the ratio. A second table gives t
 workers' CPU per request over all rounds (``/proc``), on the request thread and on the
 others (the monitors' threads), which shows where a monitor's cost lands.
 
-    python benchmarks/monitor_bench.py [--duration 5] [--rounds 3] [--workers 2]
+With ``--think-ms N`` each connection waits N ms before each request, so the same load
+stays below what the server can answer: the figures then compare latency at equal load,
+where the monitors' work fits in the CPU the answers leave.
+
+    python benchmarks/monitor_bench.py [--duration 5] [--rounds 3] [--workers 2] [--think-ms 0]
 
 Traffic goes to 127.0.0.1 only, and every load run is bounded in time.
 """
@@ -39,6 +43,12 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--think-ms",
+        type=int,
+        default=0,
+        help="each connection waits this long before each request: the same load below capacity",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flaskserve-monitors-") as tmp:
         work = Path(tmp)
@@ -54,7 +64,9 @@ def main() -> None:
             for round_number in range(args.rounds):
                 for name, (url, process) in zip(servers, running, strict=True):
                     before = _thread_ticks(process.pid)
-                    runs[name].append(_wrk(url, args.duration, 16, work, ROW))
+                    runs[name].append(
+                        _wrk(url, args.duration, 16, work, ROW, think_ms=args.think_ms)
+                    )
                     after = _thread_ticks(process.pid)
                     ticks[name].append(
                         (after[0] - before[0], after[1] - before[1], after[2] - before[2])
@@ -172,7 +184,9 @@ def _print(
     medians = {name: sorted(values)[len(values) // 2] for name, values in runs.items()}
     base_rps, _, base_p99, _ = medians["all off"]
     print(
-        f"\n{os.cpu_count()} cores, {args.workers} workers, wrk c=16, {args.duration} s runs,"
+        f"\n{os.cpu_count()} cores, {args.workers} workers, wrk c=16"
+        + (f" each waiting {args.think_ms} ms a request" if args.think_ms else "")
+        + f", {args.duration} s runs,"
         f" median of {args.rounds} rounds\n\n| monitors | req/s | ÷ all off | p50 / p99 ms |"
         " p99 ÷ all off | rounds (req/s) | errors |\n|---|---|---|---|---|---|---|"
     )
