@@ -92,11 +92,19 @@ class Call:
 
     def predict(self, rows: np.ndarray | Table, *, proba: bool = False) -> Prediction:
         """Run the chosen model on *rows* and record that it answered them."""
-        prediction = self.model.runtime.predict(rows, proba=proba)
+        runtime = self.model.runtime
+        scored = getattr(runtime, "predict_with_scores", None)
+        if not proba and scored is not None and self._shadowed():
+            prediction: Prediction = scored(rows)  # the shadow compares them without a rerun
+        else:
+            prediction = runtime.predict(rows, proba=proba)
         self.answered = self.model
         self.rows = len(rows)
         self.inputs, self.prediction = rows, prediction  # for the monitors, once answered
         return prediction
+
+    def _shadowed(self) -> bool:
+        return self.state.registry.snapshot.challenger(self.model.name) is not None
 
     def explain(self, rows: np.ndarray | Table) -> tuple[Prediction, Explanation]:
         """Predict *rows* (recorded as :meth:`predict`) and explain each answer exactly.

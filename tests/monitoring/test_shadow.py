@@ -309,23 +309,36 @@ def test_a_regressor_challenger_reports_value_differences(client: FlaskClient) -
 def test_the_client_gets_only_what_it_asked_and_the_report_every_probability(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The answer is the champion's own run; the champion's probabilities for the report
-    are computed off the path, in bulk, where the client did not ask for them."""
+    """Each answer is one run of the champion: the client gets what it asked for, and
+    the probabilities it did not ask for, which the same ONNX Runtime run gave, go to the
+    shadow as scores; the champion is never run again for the comparison."""
     client.post("/v2/repository/models/iris/shadow", json={"version": 2}, headers=ADMIN)
-    runs: list[tuple[int, bool, int]] = []
-    predict = CompiledRuntime.predict
+    runs: list[tuple[int, str, int]] = []
+    predict, with_scores = CompiledRuntime.predict, CompiledRuntime.predict_with_scores
 
     def counted(self: CompiledRuntime, rows: Any, *, proba: bool = False) -> Prediction:
-        runs.append((self.manifest.version, proba, len(rows)))
+        runs.append((self.manifest.version, "proba" if proba else "label", len(rows)))
         return predict(self, rows, proba=proba)
 
+    def counted_with_scores(self: CompiledRuntime, rows: Any) -> Prediction:
+        runs.append((self.manifest.version, "scores", len(rows)))
+        return with_scores(self, rows)
+
     monkeypatch.setattr(CompiledRuntime, "predict", counted)
-    answer = client.post("/predict", json=[[5.9, 3.0, 5.1, 1.8]])
+    monkeypatch.setattr(CompiledRuntime, "predict_with_scores", counted_with_scores)
+    row = [5.9, 3.0, 5.1, 1.8]
+    answer = client.post("/predict", json=[row])
     assert answer.get_data() == b'{"result":[2]}\n'
-    with_proba = client.post("/predict?proba=true", json=[[5.9, 3.0, 5.1, 1.8]]).json
+    with_proba = client.post("/predict?proba=true", json=[row]).json
     assert with_proba is not None and len(with_proba["probabilities"][0]) == 3
     assert _shadow_observer(client).wait_idle(10)
-    # each answer ran once as asked; then one bulk run of each model for the comparison
-    assert sorted(runs) == [(1, False, 1), (1, True, 1), (1, True, 2), (2, True, 2)]
+    # one run per answer; then one bulk run of the challenger, none of the champion
+    assert sorted(runs) == [(1, "proba", 1), (1, "scores", 1), (2, "proba", 2)]
     report = client.get("/model/iris/shadow").json
     assert report is not None and report["probability_difference"]["rows"] == 2
+    snapshot = client.application.extensions["flaskserve"].registry.snapshot
+    ours = predict(snapshot.models["iris"][1].runtime, np.array([row]), proba=True)
+    theirs = predict(snapshot.models["iris"][2].runtime, np.array([row]), proba=True)
+    assert ours.probabilities is not None and theirs.probabilities is not None
+    expected = float(np.max(np.abs(ours.probabilities - theirs.probabilities)))
+    assert report["probability_difference"]["max"] == pytest.approx(expected, abs=1e-6)

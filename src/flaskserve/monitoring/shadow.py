@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.base import Prediction
 from ..runtime.registry import ModelRegistry, ServedModel
 from ..runtime.shadows import Routing, parse_shadows
 from ..schema import Table
@@ -245,14 +246,22 @@ def _concat(inputs: Sequence[np.ndarray | Table]) -> np.ndarray | Table:
 def _champion_probabilities(
     champion: ServedModel, seen: Sequence[Observation], rows: np.ndarray | Table
 ) -> np.ndarray | None:
-    given = [s.prediction.probabilities for s in seen]
+    given = [_probabilities(s.prediction) for s in seen]
     if all(p is not None for p in given):
-        return np.concatenate(given)  # type: ignore[arg-type]
+        joined: np.ndarray = np.concatenate(given)  # type: ignore[arg-type]
+        if np.isfinite(joined).all():  # scores come unchecked: a bad run is computed again
+            return joined
     try:  # the client did not ask for them: compute them here, off its path
         return champion.runtime.predict(rows, proba=True).probabilities
     except Exception as e:
         logger.warning("champion %r probabilities failed for the shadow: %s", champion.name, e)
         return None
+
+
+def _probabilities(prediction: Prediction) -> np.ndarray | None:
+    """What the client asked for, or else what the answering run kept (``scores``)."""
+    asked = prediction.probabilities
+    return asked if asked is not None else prediction.scores
 
 
 def _align(champion: ServedModel, challenger: ServedModel, proba: np.ndarray) -> np.ndarray | None:

@@ -16,10 +16,14 @@ class Prediction:
     """One batch's answers, row-aligned with the input.
 
     ``probabilities`` is ``None`` unless asked for (and only for classifiers).
+    ``scores`` are probabilities a runtime had at hand though nobody asked for them (ONNX
+    Runtime computes the label and the probabilities in one run): for a shadow's
+    comparison, never for a client, unchecked, in the runtime's own dtype.
     """
 
     predictions: np.ndarray
     probabilities: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
 
 class Runtime(Protocol):

@@ -310,8 +310,16 @@ class CompiledRuntime:
         """
         if proba and not self._has_probabilities:
             raise InvalidInput(f"model {self._manifest.name!r} does not give probabilities")
+        return self._predict(rows, proba, scores=False)
+
+    def predict_with_scores(self, rows: np.ndarray | Table) -> Prediction:
+        """:meth:`predict` without probabilities, keeping them as ``scores`` (a shadow
+        compares them): the same run gives both, so keeping them costs the answer little."""
+        return self._predict(rows, False, scores=self._has_probabilities)
+
+    def _predict(self, rows: np.ndarray | Table, proba: bool, *, scores: bool) -> Prediction:
         try:
-            result = self._run(rows, proba)
+            result = self._run(rows, proba or scores)
         except OverflowError as e:
             raise ModelError(f"model {self._manifest.name!r} cannot predict these rows: {e}") from e
         except Exception as e:  # any runtime failure is the model's, never the client's
@@ -328,7 +336,7 @@ class CompiledRuntime:
         probabilities = result.probabilities if proba else None
         if probabilities is not None and not np.isfinite(probabilities).all():
             raise ModelError("the model produced non-finite probabilities")
-        return Prediction(predictions, probabilities)
+        return Prediction(predictions, probabilities, result.probabilities if scores else None)
 
 
 def _check_columns(manifest: ModelManifest, session: OnnxSession) -> None:
