@@ -90,6 +90,21 @@ def test_iris_predict_without_proba(model_dir: Path) -> None:
     assert type(result.predictions.tolist()[0]) is int
 
 
+def test_scores_are_the_probabilities_of_the_same_answer(model_dir: Path) -> None:
+    """For a shadow: the answer as without probabilities, the probabilities kept aside."""
+    runtime = load_runtime(model_dir, "compiled")
+    assert isinstance(runtime, CompiledRuntime)
+    rows = _random_rows(model_dir, 500, seed=11)
+    scored = runtime.predict_with_scores(rows)
+    asked = runtime.predict(rows, proba=True)
+    plain = runtime.predict(rows)
+    assert scored.probabilities is None and plain.scores is None and asked.scores is None
+    np.testing.assert_array_equal(scored.predictions, plain.predictions)
+    assert scored.predictions.dtype == plain.predictions.dtype
+    assert scored.scores is not None and asked.probabilities is not None
+    np.testing.assert_array_equal(scored.scores, asked.probabilities)
+
+
 # ---------------------------------------------------------------- large batches
 
 

@@ -18,7 +18,7 @@ class Prediction:
     ``probabilities`` is ``None`` unless asked for (and only for classifiers).
     ``scores`` are probabilities a runtime had at hand though nobody asked for them (ONNX
     Runtime computes the label and the probabilities in one run): for a shadow's
-    comparison, never for a client, unchecked, in the runtime's own dtype.
+    comparison, never for a client, and unchecked.
     """
 
     predictions: np.ndarray
