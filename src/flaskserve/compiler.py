@@ -189,15 +189,16 @@ def compile_booster(
     probes = threshold_rows(None, base, boosters.booster_splits(native))
     gate, parts = boosters.gate_rows(base, matrix, held, probes)
     expected = boosters.reference(native, manifest.task, gate)
+    trees = boosters.served_trees(native)  # converted, and kept for the native gate
     try:
-        payload = boosters.convert_booster(native, width)
+        payload = boosters.convert_booster(native, trees, width)
         parity = _compare(payload, manifest.task, gate, expected, "float32", "none")
     except Exception as e:  # onnxmltools and ONNX Runtime raise many kinds for what they cannot do
         return Compiled(None, {"status": "unsupported", "reason": boosters.failure(native, e)})
     record = _record(None, manifest.task, payload, "float32", "none", {**parity, "parts": parts})
     record = {**record, **boosters.record_fields(native, manifest.task)}
     gated = (gate, expected) if parity["passed"] else None
-    return Compiled(payload, record, gated, boosters.served_trees(native))
+    return Compiled(payload, record, gated, trees)
 
 
 def _typed_reason(failures: list[str]) -> str:

@@ -120,8 +120,9 @@ def served_trees(native: NativeModel) -> Any:
     return native.booster if best is None else native.booster[: int(best) + 1]
 
 
-def convert_booster(native: NativeModel, width: int) -> bytes:
-    """The booster as an ONNX tree ensemble taking one ``[N, width]`` float32 matrix.
+def convert_booster(native: NativeModel, trees: Any, width: int) -> bytes:
+    """*trees* (the booster as it answers, :func:`served_trees`) as an ONNX tree ensemble
+    taking one ``[N, width]`` float32 matrix.
 
     :raises Exception: whatever onnxmltools raises for what it cannot convert.
     """
@@ -130,9 +131,9 @@ def convert_booster(native: NativeModel, width: int) -> bytes:
 
     types = [("input", FloatTensorType([None, width]))]
     if native.library == "xgboost":
-        model = convert_xgboost(served_trees(native), initial_types=types)
+        model = convert_xgboost(trees, initial_types=types)
     else:
-        model = convert_lightgbm(native.booster, initial_types=types, zipmap=False)
+        model = convert_lightgbm(trees, initial_types=types, zipmap=False)
     for output in model.graph.output:  # LightGBM's label says [1]: ONNX Runtime warns each call
         first = output.type.tensor_type.shape.dim[:1]
         if first and first[0].HasField("dim_value"):

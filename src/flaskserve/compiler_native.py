@@ -22,6 +22,7 @@ from .runtime.native import (
     NativeForest,
     build,
     checkpoint_of,
+    is_xgboost_booster,
     unavailable,
 )
 
@@ -79,10 +80,11 @@ def gate_native(
 
 def _unsupported(estimator: Any) -> str | None:
     """Why *estimator*'s trees do not go to native code, or ``None`` when they do."""
-    kind, library = type(estimator).__name__, type(estimator).__module__.split(".")[0]
-    if kind in TREE_ENSEMBLES or (library, kind) == ("xgboost", "Booster"):
+    kind = type(estimator).__name__
+    if kind in TREE_ENSEMBLES or is_xgboost_booster(estimator):
         return None
-    if library == "lightgbm":  # benchmarks/booster_compilers.py: 122 ms against 109
+    # benchmarks/booster_compilers.py: 122 ms against 109
+    if type(estimator).__module__.startswith("lightgbm"):
         return "LightGBM's trees measured no faster on native code than on ONNX Runtime"
     return f"{kind} is not a forest"
 

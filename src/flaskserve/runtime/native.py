@@ -83,7 +83,7 @@ def checkpoint_of(estimator: Any) -> bytes:
     import treelite
 
     with _quiet():
-        if type(estimator).__module__.startswith("xgboost"):  # a Booster: its own JSON
+        if is_xgboost_booster(estimator):  # its own JSON
             model = treelite.frontend.from_xgboost_json(estimator.save_raw("json").decode())
         else:
             model = treelite.sklearn.import_model(estimator)
@@ -133,6 +133,12 @@ def _build_in_child(checkpoint: bytes, library: Path) -> None:
     if done.returncode != 0:
         last = printed.splitlines()[-1] if printed else f"exit status {done.returncode}"
         raise RuntimeError(f"building the native library failed: {last}")
+
+
+def is_xgboost_booster(estimator: Any) -> bool:
+    """Whether *estimator* is XGBoost's ``Booster`` (read without importing xgboost)."""
+    kind = type(estimator)
+    return (kind.__module__.split(".")[0], kind.__name__) == ("xgboost", "Booster")
 
 
 @contextlib.contextmanager
