@@ -99,11 +99,14 @@ def test_a_loading_worker_dies_of_sigterm(model_dir: Path) -> None:
     """Until granian sets a worker's handlers, it has the master's, which would lose a
     SIGTERM sent while the model loads: the stop would then wait 30 s to kill it."""
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    signal.pthread_sigmask(signal.SIG_BLOCK, granian.STOP_SIGNALS)  # as a worker is forked
     try:
         granian._load_app(Settings(model_dir=model_dir, poll_seconds=0))
+        assert not granian.STOP_SIGNALS & signal.pthread_sigmask(signal.SIG_BLOCK, [])
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
         assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL
         assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, saved[signal.SIGHUP])
     finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, granian.STOP_SIGNALS)
         for sig, handler in saved.items():
             signal.signal(sig, handler)

@@ -100,6 +100,7 @@ def run_granian(
         workers_kill_timeout=30,  # gunicorn's graceful_timeout: then in-flight requests die
     )
     server.on_startup(_forward_hangup)
+    hold_stop_signals_across_forks()
     server.serve(target_loader=partial(_load_app, settings), wrap_loader=False)
 
 
@@ -146,15 +147,39 @@ def _forward_hangup() -> None:
     signal.signal(signal.SIGHUP, on_hangup)
 
 
+#: the signals that stop a granian worker
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+def hold_stop_signals_across_forks() -> None:
+    """Fork the workers with SIGTERM and SIGINT blocked; :func:`_load_app` unblocks them.
+
+    A worker starts with the master's handlers, which only flag the master's copy: a stop
+    that reached a worker between its fork and its loader was lost, and the master waited
+    out the 30 s kill timeout. Blocked, the signal stays pending until the worker can act
+    on it. The master blocks them only while it forks.
+    """
+    os.register_at_fork(before=_block_stop_signals, after_in_parent=_unblock_stop_signals)
+
+
+def _block_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def _unblock_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 def _load_app(settings: Settings) -> Flask:
     """granian's target loader, run in each worker after the fork."""
     from ..api.state import EXTENSION_KEY, ServerState
 
     # Until granian sets its own handlers after this returns, a worker still has the
-    # master's, which only flag the master's copy: a SIGTERM while the model loads was lost,
-    # and the stop waited out the 30 s kill timeout. A loading worker serves nobody: die.
+    # master's, which only flag the master's copy. A loading worker serves nobody: a stop
+    # that came since the fork (held pending, see above) or comes while it loads ends it.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _unblock_stop_signals()
     directory = os.environ.get(MULTIPROCESS_ENV)
     if directory:
         forget_dead_workers(Path(directory))
