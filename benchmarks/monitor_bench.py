@@ -2,7 +2,9 @@
 
 Trains the tutorial's forest as ``iris`` version 1 and a 50-tree challenger as version 2
 in a repository, then starts ``flaskserve serve`` (``--workers``, compiled runtime) six
-times on free loopback ports:
+times on free loopback ports. The tutorial's forest answers in every configuration: those
+without a shadow serve a copy of the repository without version 2, which would otherwise
+answer as the highest version.
 
 - everything off (``FLASKSERVE_DRIFT=0``, no log, no shadow): the baseline;
 - drift counting on (the default);
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,9 +55,12 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flaskserve-monitors-") as tmp:
         work = Path(tmp)
-        repository = _repository(work)
+        champion, with_challenger = _repositories(work)
         servers = _configurations(work)
-        running = [_start(repository, extra, env, args.workers) for extra, env in servers.values()]
+        running = [
+            _start(with_challenger if "--shadow" in extra else champion, extra, env, args.workers)
+            for extra, env in servers.values()
+        ]
         try:
             for url, _ in running:
                 _wait_ready(url, ROW)
@@ -129,7 +135,8 @@ def _print_ticks(
         print(f"| {name} | {main:.0f} | {other:.1f} | {switches:.2f} |")
 
 
-def _repository(work: Path) -> Path:
+def _repositories(work: Path) -> tuple[Path, Path]:
+    """A repository of the tutorial's forest alone, and one with the challenger beside it."""
     from sklearn.datasets import load_iris
     from sklearn.ensemble import RandomForestClassifier
 
@@ -147,7 +154,9 @@ def _repository(work: Path) -> Path:
     save_model(
         challenger, root / "iris" / "2", sample=x, feature_names=names, name="iris", version=2
     )
-    return root
+    alone = work / "champion"
+    shutil.copytree(root / "iris" / "1", alone / "iris" / "1")
+    return alone, root
 
 
 def _configurations(work: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
