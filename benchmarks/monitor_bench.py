@@ -1,12 +1,13 @@
 """What the monitors cost the champion: drift, the request log, a shadow, and all three at once.
 
 Trains the tutorial's forest as ``iris`` version 1 and a 50-tree challenger as version 2
-in a repository, then starts ``flaskserve serve`` (``--workers``, compiled runtime) six
+in a repository, then starts ``flaskserve serve`` (``--workers``, compiled runtime) seven
 times on free loopback ports. The tutorial's forest answers in every configuration: those
 without a shadow serve a copy of the repository without version 2, which would otherwise
 answer as the highest version.
 
-- everything off (``FLASKSERVE_DRIFT=0``, no log, no shadow): the baseline;
+- everything off (``FLASKSERVE_DRIFT=0``, no log, no shadow): the baseline, twice: the
+  second server differs from the first only by chance, which shows the run's noise;
 - drift counting on (the default);
 - the request log at a 10% sample, and at 100%;
 - a shadow challenger (version 2) scoring 100% of the requests;
@@ -164,6 +165,7 @@ def _configurations(work: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
     shadow = ["--shadow", "iris=2@1"]
     return {
         "all off": (shadow[:0], off),
+        "all off, again": (shadow[:0], off),  # a second server alike: the run's own noise
         "drift": ([], {}),
         "request log, 10%": (["--log-dir", str(work / "log10"), "--log-sample", "0.1"], off),
         "request log, 100%": (["--log-dir", str(work / "log100")], off),
