@@ -213,7 +213,10 @@ def test_a_stop_sent_as_the_workers_fork_ends_the_server_at_once(
         log = tmp_path / f"serve{attempt}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [*args, "--port", str(free_port())], stdout=out, stderr=subprocess.STDOUT
+                [*args, "--port", str(free_port())],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its workers too are killed if it is left running
             )
         try:
             deadline = time.monotonic() + 30
@@ -226,7 +229,7 @@ def test_a_stop_sent_as_the_workers_fork_ends_the_server_at_once(
             assert time.monotonic() - sent < 10, log.read_text()
         finally:
             if process.poll() is None:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
 
