@@ -57,19 +57,8 @@ def start_server(
 
     :param http_server: the server a ``flaskserve serve`` command in *args* runs under.
     """
-    port = port or free_port()
-    args = with_server(args, http_server)
-    command = [arg.replace("{port}", str(port)) for arg in args]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env={**_environment_without_settings(), **(env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = LiveServer(f"http://127.0.0.1:{port}", process, log)
+    server = launch(args, log, cwd=cwd, env=env, port=port, http_server=http_server)
+    process = server.process
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -82,6 +71,31 @@ def start_server(
         time.sleep(0.1)
     server.stop()
     raise RuntimeError(f"server not ready within {deadline_s} s:\n{log.read_text()}")
+
+
+def launch(
+    args: list[str],
+    log: Path,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    http_server: str = SERVERS[0],
+) -> LiveServer:
+    """Start *args* (``{port}`` in them becomes *port*) in a session of its own, its output
+    in *log*, without waiting for it: :func:`start_server` waits until it answers."""
+    port = port or free_port()
+    command = [arg.replace("{port}", str(port)) for arg in with_server(args, http_server)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env={**_environment_without_settings(), **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # stop() ends its workers with it
+        )
+    return LiveServer(f"http://127.0.0.1:{port}", process, log)
 
 
 def with_server(args: list[str], http_server: str) -> list[str]:

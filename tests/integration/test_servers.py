@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -28,7 +27,7 @@ import pytest
 import requests
 from conftest import FLASKSERVE, TUTORIAL_ROW
 
-from liveserver import SERVERS, LiveServer, free_port, on_both_servers, with_server, worker_pids
+from liveserver import SERVERS, LiveServer, launch, on_both_servers, worker_pids
 
 pytestmark = pytest.mark.integration
 BODY = json.dumps(TUTORIAL_ROW).encode()
@@ -208,29 +207,20 @@ def test_a_stop_sent_as_the_workers_fork_ends_the_server_at_once(
     Before granian's workers were forked with the stop signals blocked, 2 stops in 7 sent
     this way were lost by a worker, and the master waited out its 30 s kill timeout.
     """
-    args = with_server([FLASKSERVE, "serve", str(model_dir), "--workers", "2"], http_server)
+    args = [FLASKSERVE, "serve", str(model_dir), "--port", "{port}", "--workers", "2"]
     for attempt in range(5):  # the window is a few ms wide: each try has a chance to hit it
-        log = tmp_path / f"serve{attempt}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [*args, "--port", str(free_port())],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its workers too are killed if it is left running
-            )
+        server = launch(args, tmp_path / f"serve{attempt}.log", http_server=http_server)
         try:
             deadline = time.monotonic() + 30
-            while len(worker_pids(process.pid)) < 2 and time.monotonic() < deadline:
+            while len(worker_pids(server.process.pid)) < 2 and time.monotonic() < deadline:
                 time.sleep(0.0005)
-            assert len(worker_pids(process.pid)) == 2, log.read_text()
-            os.kill(process.pid, signal.SIGTERM)
+            assert len(worker_pids(server.process.pid)) == 2, server.log.read_text()
+            os.kill(server.process.pid, signal.SIGTERM)
             sent = time.monotonic()
-            assert process.wait(timeout=15) == 0, log.read_text()
-            assert time.monotonic() - sent < 10, log.read_text()
+            assert server.process.wait(timeout=15) == 0, server.log.read_text()
+            assert time.monotonic() - sent < 10, server.log.read_text()
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            server.stop()
 
 
 def _wait_for_log(server: LiveServer, text: str, *, times: int, seconds: float = 30) -> None:
