@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -107,7 +109,7 @@ def run_server(
     if dev:
         server.run_development(settings, host=host, port=port, debugger=debugger)
         return
-    with tempfile.TemporaryDirectory(prefix="flaskserve-state-") as state_dir:
+    with _state_directory() as state_dir:
         if settings.state_dir is None:  # workers share load/unload decisions through it
             settings = dataclasses.replace(settings, state_dir=Path(state_dir))
         metrics_dir = Path(state_dir) / "metrics"  # set before any worker imports prometheus_client
@@ -116,6 +118,23 @@ def run_server(
         workers = workers or server.default_workers()
         run = server.run_gunicorn if http_server == "gunicorn" else granian.run_granian
         run(settings, host=host, port=port, workers=workers, threads=threads, keepalive=keepalive)
+
+
+@contextlib.contextmanager
+def _state_directory() -> Iterator[Path]:
+    """A temporary directory that this process alone removes.
+
+    Workers are forked inside the ``with`` and leave through it too: with
+    ``tempfile.TemporaryDirectory`` each worker's graceful exit removed the directory the
+    master and every other worker still shared (metrics, routing, drift counts).
+    """
+    path = Path(tempfile.mkdtemp(prefix="flaskserve-state-"))
+    owner = os.getpid()
+    try:
+        yield path
+    finally:
+        if os.getpid() == owner:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _check_server_choice(host: str, dev: bool, debugger: bool, http_server: str) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import FLASKSERVE, TUTORIAL_ROW
+from conftest import FLASKSERVE, TUTORIAL_ROW, ServerStarter
 
 from liveserver import SERVERS, LiveServer, launch, on_both_servers, worker_pids
 
@@ -221,6 +221,34 @@ def test_a_stop_sent_as_the_workers_fork_ends_the_server_at_once(
             assert time.monotonic() - sent < 10, server.log.read_text()
         finally:
             server.stop()
+
+
+@on_both_servers()
+def test_a_worker_that_exits_leaves_the_shared_state_directory(
+    model_dir: Path, tmp_path: Path, start: ServerStarter
+) -> None:
+    """The state directory (metrics, routing, drift counts) is the master's to remove.
+
+    Workers are forked inside the block that made it: under gunicorn, one worker's
+    graceful exit removed it from under the master and every other worker.
+    """
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    args = [FLASKSERVE, "serve", str(model_dir), "--port", "{port}", "--workers", "2"]
+    server = start(args, env={"TMPDIR": str(scratch)})
+    (state,) = scratch.glob("flaskserve-state-*")
+    first = worker_pids(server.process.pid)
+    os.kill(first[0], signal.SIGTERM)  # a graceful exit; the master starts another
+    deadline = time.monotonic() + 30
+    while (len(now := worker_pids(server.process.pid)) < 2 or first[0] in now):
+        assert time.monotonic() < deadline, server.log.read_text()
+        time.sleep(0.1)
+    assert state.is_dir() and (state / "metrics").is_dir(), server.log.read_text()
+    for _ in range(4):  # both workers, the new one included, still answer and count
+        assert requests.post(f"{server.url}/predict", json=TUTORIAL_ROW, timeout=10).ok
+    assert requests.get(f"{server.url}/metrics", timeout=10).status_code == 200
+    server.stop()
+    assert server.process.returncode == 0 and not state.exists()
 
 
 def _wait_for_log(server: LiveServer, text: str, *, times: int, seconds: float = 30) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import sys
 
 import pytest
 
-from flaskserve.serving.listener import defer_accept, refuse_new_connections
+from flaskserve.serving.listener import defer_accept, refuse_new_connections, still_listening
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="socket filters are Linux's")
 
@@ -52,3 +54,16 @@ def test_a_tcp_listener_defers_accepting_until_bytes_come() -> None:
 def test_a_unix_listener_accepts_as_it_comes() -> None:
     with socket.socket(socket.AF_UNIX) as listener:
         defer_accept(listener, 5)  # no TCP option to set: nothing, and no error
+
+
+
+def test_only_a_process_that_holds_the_listener_is_still_listening() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        assert still_listening(os.getpid(), listener)
+        other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:  # a process without it: a worker stopping alone leaves the queue to it
+            assert not still_listening(other.pid, listener)
+        finally:
+            other.kill()
+            other.wait()
+        assert not still_listening(other.pid, listener)  # gone: drain, as at a stop

@@ -5,11 +5,17 @@ clients that connected, sent their request, and were never answered. Dropping
 new SYNs first (a socket filter, Linux) lets the queue be drained to the last
 connection; a client whose SYN was dropped retries in about a second and finds
 the port closed: a refusal it can retry elsewhere, never a request half-served.
+
+The filter acts on the socket itself, which the master and every worker share: it is
+put in place only when the whole server stops (the master has closed its copy first,
+as gunicorn's does). A worker that stops alone (``TTOU``, a recycled worker) leaves
+the queue to its siblings; before, its filter left the server taking no connection.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import socket
 import struct
 
@@ -39,6 +45,26 @@ def refuse_new_connections(sock: socket.socket) -> bool:
     except OSError:
         return False
     return True
+
+
+def still_listening(pid: int, sock: socket.socket) -> bool:
+    """Whether process *pid* (the master) still holds *sock* open (Linux's ``/proc``).
+
+    ``False`` where that cannot be read: a worker then drains the queue, as when the
+    whole server stops.
+    """
+    target = f"socket:[{os.fstat(sock.fileno()).st_ino}]"
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in descriptors:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                return True
+        except OSError:  # closed meanwhile
+            continue
+    return False
 
 
 def defer_accept(sock: socket.socket, seconds: int) -> None:

@@ -23,8 +23,10 @@ arriving, a refusal, a 408) lingers as nginx's do: the worker stops writing, the
 reads and drops what still comes, for a few seconds at most, without blocking, so
 that the client reads its answer instead of a reset (:mod:`flaskserve.serving.waiting`).
 
-On SIGTERM the worker also stops new connections from being taken and answers
-every one already queued before it exits (see :mod:`flaskserve.serving.listener`).
+When the whole server stops (SIGTERM), the worker also stops new connections from
+being taken and answers every one already queued before it exits; a worker stopped
+alone answers what it holds and leaves the queue to the others
+(see :mod:`flaskserve.serving.listener`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from gunicorn.workers.sync import SyncWorker
 
 from ..settings import Settings
 from .framing import CONTINUE, CheckedBody, ReplayingSocket, RequestFramer
-from .listener import defer_accept, refuse_new_connections
+from .listener import defer_accept, refuse_new_connections, still_listening
 from .refusals import MALFORMED, answer_error, check_host, client_gone
 from .waiting import LINGER_BODIES, Arriving, WaitingConnections
 
@@ -319,6 +321,9 @@ class BufferingSyncWorker(WaitingConnections, SyncWorker):  # type: ignore[misc]
         """Take no new connection; answer those queued or arriving; then return."""
         if not self.is_parent_alive():  # an orphan has no master to hand the port back to
             return
+        if any(still_listening(self.ppid, listener.sock) for listener in self.sockets):
+            self._finish_own()  # this worker stops alone: its siblings take the queue
+            return
         for listener in self.sockets:
             refuse_new_connections(listener.sock)
         deadline = time.monotonic() + DRAIN_SECONDS
@@ -332,6 +337,17 @@ class BufferingSyncWorker(WaitingConnections, SyncWorker):  # type: ignore[misc]
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since > DRAIN_QUIET_SECONDS:
                 break
+        for waiting in list(self._arriving.values()):
+            self._forget(waiting)
+            waiting.client.close()
+
+
+    def _finish_own(self) -> None:
+        """Answer the requests this worker holds that are arriving; close its idle ones."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while time.monotonic() < deadline and any(not a.idle for a in self._arriving.values()):
+            self.notify()
+            self._step(timeout=0.005)
         for waiting in list(self._arriving.values()):
             self._forget(waiting)
             waiting.client.close()
