@@ -240,7 +240,7 @@ def test_a_worker_that_exits_leaves_the_shared_state_directory(
     first = worker_pids(server.process.pid)
     os.kill(first[0], signal.SIGTERM)  # a graceful exit; the master starts another
     deadline = time.monotonic() + 30
-    while (len(now := worker_pids(server.process.pid)) < 2 or first[0] in now):
+    while len(now := worker_pids(server.process.pid)) < 2 or first[0] in now:
         assert time.monotonic() < deadline, server.log.read_text()
         time.sleep(0.1)
     assert state.is_dir() and (state / "metrics").is_dir(), server.log.read_text()

@@ -56,7 +56,6 @@ def test_a_unix_listener_accepts_as_it_comes() -> None:
         defer_accept(listener, 5)  # no TCP option to set: nothing, and no error
 
 
-
 def test_only_a_process_that_holds_the_listener_is_still_listening() -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         assert still_listening(os.getpid(), listener)

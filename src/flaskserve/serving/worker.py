@@ -341,7 +341,6 @@ class BufferingSyncWorker(WaitingConnections, SyncWorker):  # type: ignore[misc]
             self._forget(waiting)
             waiting.client.close()
 
-
     def _finish_own(self) -> None:
         """Answer the requests this worker holds that are arriving; close its idle ones."""
         deadline = time.monotonic() + DRAIN_SECONDS
