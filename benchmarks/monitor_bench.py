@@ -39,6 +39,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import requests
 from serve_bench import BIN, ROW, _free_port, _wait_ready, _wrk
 
 
@@ -67,7 +68,7 @@ def main() -> None:
                 _wait_ready(url, ROW)
                 _wrk(url, 2, 4, work, ROW)
             runs: dict[str, list[tuple[float, float, float, int]]] = {name: [] for name in servers}
-            ticks: dict[str, list[tuple[int, int, int]]] = {name: [] for name in servers}
+            ticks: dict[str, list[tuple[int, ...]]] = {name: [] for name in servers}
             for round_number in range(args.rounds):
                 for name, (url, process) in zip(servers, running, strict=True):
                     before = _thread_ticks(process.pid)
@@ -75,10 +76,9 @@ def main() -> None:
                         _wrk(url, args.duration, 16, work, ROW, think_ms=args.think_ms)
                     )
                     after = _thread_ticks(process.pid)
-                    ticks[name].append(
-                        (after[0] - before[0], after[1] - before[1], after[2] - before[2])
-                    )
+                    ticks[name].append(tuple(a - b for a, b in zip(after, before, strict=True)))
                 print(f"round {round_number + 1} of {args.rounds} done", file=sys.stderr)
+            kept = {name: _kept(url) for name, (url, _) in zip(servers, running, strict=True)}
         finally:
             for _, process in running:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -86,27 +86,40 @@ def main() -> None:
                 process.wait(timeout=30)
     _print(runs, args)
     _print_ticks(runs, ticks, args.duration)
+    _print_kept(kept)
 
 
-def _thread_ticks(server: int) -> tuple[int, int, int]:
-    """CPU ticks (user + system) of the workers' request threads and of their other threads,
-    and the request threads' context switches (each wait for the interpreter is one).
+def _thread_ticks(server: int) -> tuple[int, int, int, int]:
+    """CPU ticks (user + system) of the workers' request threads, of their other threads
+    and of their monitor processes, and the request threads' context switches (each wait
+    for the interpreter is one).
 
     A worker of the compiled runtime answers on its main thread (its id is the worker's
-    pid); the monitors, metrics and native-build threads are the others.
+    pid); the drift, metrics and native-build threads are the others; the request log
+    and shadows run in a child of each worker.
     """
-    workers = subprocess.run(["pgrep", "-P", str(server)], capture_output=True, text=True)
-    main = other = switches = 0
-    for pid in (int(p) for p in workers.stdout.split()):
+    main = other = monitors = switches = 0
+    for pid in _children(server):
         for task in Path(f"/proc/{pid}/task").glob("*"):
-            try:
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # the thread ended meanwhile
-                continue
-            used = int(fields[11]) + int(fields[12])
+            used = _ticks(task)
             main, other = (main + used, other) if task.name == str(pid) else (main, other + used)
         switches += _context_switches(Path(f"/proc/{pid}/task/{pid}/status"))
-    return main, other, switches
+        for child in _children(pid):
+            monitors += sum(_ticks(task) for task in Path(f"/proc/{child}/task").glob("*"))
+    return main, other, monitors, switches
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
+
+
+def _ticks(task: Path) -> int:
+    try:
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # the thread ended meanwhile
+        return 0
+    return int(fields[11]) + int(fields[12])
 
 
 def _context_switches(status: Path) -> int:
@@ -119,21 +132,57 @@ def _context_switches(status: Path) -> int:
 
 def _print_ticks(
     runs: dict[str, list[tuple[float, float, float, int]]],
-    ticks: dict[str, list[tuple[int, int, int]]],
+    ticks: dict[str, list[tuple[int, ...]]],
     seconds: int,
 ) -> None:
     """Per request, over every round: where each configuration's CPU went."""
     hertz = os.sysconf("SC_CLK_TCK")
     print(
-        "\n| monitors | request threads, µs CPU a request | other threads |"
-        " request threads' context switches a request |\n|---|---|---|---|"
+        "\n| monitors | request threads, µs CPU a request | other threads | monitor processes |"
+        " request threads' context switches a request |\n|---|---|---|---|---|"
     )
     for name, measured in ticks.items():
-        requests = sum(run[0] for run in runs[name]) * seconds
-        main = sum(m for m, _, _ in measured) / hertz / requests * 1e6
-        other = sum(o for _, o, _ in measured) / hertz / requests * 1e6
-        switches = sum(c for _, _, c in measured) / requests
-        print(f"| {name} | {main:.0f} | {other:.1f} | {switches:.2f} |")
+        answered = sum(run[0] for run in runs[name]) * seconds
+        cpu = [sum(m[i] for m in measured) / hertz / answered * 1e6 for i in range(3)]
+        switches = sum(m[3] for m in measured) / answered
+        print(f"| {name} | {cpu[0]:.0f} | {cpu[1]:.1f} | {cpu[2]:.1f} | {switches:.2f} |")
+
+
+def _kept(url: str) -> dict[str, float]:
+    """What the monitors took and dropped over the whole run, from ``/metrics``."""
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in _KEPT and not line.startswith("#"):
+            label = (
+                name
+                if name != "flaskserve_shadow_rows_total"
+                else f"{name} {line.split('outcome=')[1][:6]}"
+            )
+            totals[label] = totals.get(label, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+_KEPT = (
+    "flaskserve_requests_total",
+    "flaskserve_log_dropped_total",
+    "flaskserve_shadow_rows_total",
+    "flaskserve_shadow_dropped_total",
+)
+
+
+def _print_kept(kept: dict[str, dict[str, float]]) -> None:
+    print(
+        "\n| monitors | requests answered | log rows dropped | shadow rows compared | shadow requests dropped |\n|---|---|---|---|---|"
+    )
+    for name, totals in kept.items():
+        compared = sum(v for k, v in totals.items() if k.startswith("flaskserve_shadow_rows_total"))
+        print(
+            f"| {name} | {totals.get('flaskserve_requests_total', 0):,.0f} |"
+            f" {totals.get('flaskserve_log_dropped_total', 0):,.0f} | {compared:,.0f} |"
+            f" {totals.get('flaskserve_shadow_dropped_total', 0):,.0f} |"
+        )
 
 
 def _repositories(work: Path) -> tuple[Path, Path]:

@@ -17,6 +17,8 @@ from .runtime.shadows import parse_shadows
 
 ENV_PREFIX = "FLASKSERVE_"
 DEFAULT_MODEL_DIR = Path("build/iris")
+#: a worker's monitor process runs at this nice value above its worker's (docs/monitoring.md)
+MONITOR_NICE = 10
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -70,6 +72,9 @@ class Settings:
     :param log_roll_seconds: ... or this many seconds after its first row.
     :param shadow: challengers, ``name=version[@fraction]`` comma-separated: each scores
         that fraction of its model's requests off the request path and answers no client.
+    :param monitor_nice: how much lower than its worker's the CPU priority of a worker's
+        monitor process is (0-19; the request log and shadows run there under
+        ``flaskserve serve``).
     """
 
     model_dir: Path = DEFAULT_MODEL_DIR
@@ -99,6 +104,7 @@ class Settings:
     log_roll_rows: int = 10_000
     log_roll_seconds: float = 60.0
     shadow: str | None = None
+    monitor_nice: int = MONITOR_NICE
 
     def __post_init__(self) -> None:
         # accept plain strings for paths, as os.PathLike-taking APIs do
@@ -146,6 +152,8 @@ class Settings:
                     f"{name}: expected a positive number, got {getattr(self, name)}"
                 )
         parse_shadows(self.shadow)  # a bad --shadow stops serve before any worker starts
+        if not 0 <= self.monitor_nice <= 19:
+            raise SettingsError(f"monitor_nice: expected 0 to 19, got {self.monitor_nice}")
         for name in ("log_max_bytes", "log_roll_rows"):
             if getattr(self, name) < 1:
                 raise SettingsError(
@@ -179,7 +187,7 @@ class Settings:
             raise SettingsError(f"{key}: {e.message.split(': ', 1)[1]}") from None
 
 
-_ZERO_MEANS_OFF = {ENV_PREFIX + "PARALLEL_ROWS"}
+_ZERO_MEANS_OFF = {ENV_PREFIX + "PARALLEL_ROWS", ENV_PREFIX + "MONITOR_NICE"}
 
 
 def _parse(key: str, raw: str, kind: str) -> object:

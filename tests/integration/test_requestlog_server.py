@@ -1,5 +1,6 @@
 """The request log of a real ``flaskserve serve --log-dir --workers 2``: read while it runs,
-whole files after a worker is SIGKILLed, and no row lost to a graceful stop (SIGTERM)."""
+whole files and no row lost after a worker is SIGKILLed (its monitor process writes what
+it was sent), and none to a graceful stop (SIGTERM)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def test_the_log_of_a_running_killed_and_stopped_server(
     metrics = requests.get(f"{server.url}/metrics", timeout=10).text
     assert 'flaskserve_log_dropped_total{reason="queue_full"} 0.0' in metrics
 
-    time.sleep(0.5)  # the queues taken: a killed worker loses its open file's rows only
+    time.sleep(0.5)  # the queues sent: a killed worker's monitor process writes them
     os.kill(worker_pids(server.process.pid)[0], signal.SIGKILL)
     after = [f"b{i}" for i in range(30)]
     _send(server.url, after)
@@ -71,5 +72,4 @@ def test_the_log_of_a_running_killed_and_stopped_server(
     logged = _logged(root)
     assert len(set(logged)) == len(logged)
     assert set(after) <= set(logged)  # the graceful stop lost nothing
-    lost = set(before) - set(logged)
-    assert len(lost) <= ROLL_ROWS - 1, lost  # the killed worker's open file, at most
+    assert set(before) <= set(logged)  # its monitor process wrote the killed worker's rows

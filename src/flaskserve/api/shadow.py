@@ -13,7 +13,7 @@ from ..codecs.jsonbody import parse_json
 from ..errors import InvalidInput
 from ..monitoring.shadow import ShadowObserver
 from ..monitoring.shadow_control import promote_shadow, start_shadow, stop_shadow
-from ..monitoring.shadow_report import ShadowTally, build_report
+from ..monitoring.shadow_report import ShadowTally, TallyKey, build_report, read_tallies
 from ..runtime.registry import validate_name
 from .auth import require_admin, require_api_key
 from .state import ServerState, request_scope
@@ -31,10 +31,8 @@ def report(name: str) -> ResponseReturnValue:
     found = snapshot.challenger(champion.name)
     tally: ShadowTally | None = None
     workers = 0
-    observer = _observer(state)
-    if found is not None and observer is not None:
-        key = (found[0].name, found[0].version, found[1].started)
-        tally, workers = observer.report_tally(key)
+    if found is not None:
+        tally, workers = _tally(state, (found[0].name, found[0].version, found[1].started))
     return jsonify(build_report(snapshot, name, tally, workers))
 
 
@@ -62,8 +60,14 @@ def promote(name: str) -> ResponseReturnValue:
     return jsonify(name=name, version=str(served.version), state="READY")
 
 
-def _observer(state: ServerState) -> ShadowObserver | None:
-    return next((o for o in state.observers if isinstance(o, ShadowObserver)), None)
+def _tally(state: ServerState, key: TallyKey) -> tuple[ShadowTally | None, int]:
+    """The tallies of *key*: this process's shadow's, or every monitor process's files."""
+    observer = next((o for o in state.observers if isinstance(o, ShadowObserver)), None)
+    if observer is not None:
+        return observer.report_tally(key)
+    if state.settings.state_dir is not None:  # the shadow runs in each worker's monitor process
+        return read_tallies(state.settings.state_dir, key)
+    return None, 0
 
 
 def _options(state: ServerState) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..settings import Settings
 from .base import Observation, Observer
-from .shadow import shadow_observer
+from .shadow import shadow_observer, start_routing
 
 __all__ = ["Observation", "Observer", "build_observers"]
 
@@ -26,11 +26,35 @@ def build_observers(settings: Settings, registry: Any, metrics: Any) -> tuple[Ob
         from .drift import DriftMonitor
 
         observers.append(DriftMonitor(settings, registry, metrics))
+    if settings.log_dir is not None:
+        from .requestlog_files import require_pyarrow
+
+        require_pyarrow()  # the server stops before any worker starts, with the extra to install
+    if in_own_process(settings, metrics):
+        from .process import MonitorProcess
+
+        start_routing(settings, registry)
+        observers.append(MonitorProcess(settings, registry, metrics))  # admin API may start one
+        return _tuned(observers)
     observers.append(shadow_observer(settings, registry, metrics))  # admin API may start one
     if settings.log_dir is not None:
         from .requestlog import RequestLog  # pyarrow, only when the log is on
 
         observers.append(RequestLog(settings, metrics))
+    return _tuned(observers)
+
+
+def in_own_process(settings: Settings, metrics: Any) -> bool:
+    """Whether the log and shadows run in a monitor process beside each worker.
+
+    They do under ``flaskserve serve``, whose workers share a state directory and sum
+    their metrics: what the monitor process writes there counts as its worker's. A
+    process alone (the development server, a test client) runs them in its threads.
+    """
+    return settings.state_dir is not None and bool(metrics.multiprocess)
+
+
+def _tuned(observers: list[Observer]) -> tuple[Observer, ...]:
     # The monitors' threads do their bulk work in Python, holding the interpreter for up to
     # the switch interval (5 ms by default) each time a request thread wants it back: a
     # shorter interval keeps their work off the answers' tail (docs/monitoring.md#cost).

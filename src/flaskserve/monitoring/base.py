@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import threading
 import weakref
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,6 +33,121 @@ class Observation:
     time: float
 
 
+@dataclass(frozen=True)
+class Answers:
+    """Answered requests of one model version, column by column: what the monitors'
+    bulk work takes, and what a worker sends its monitor process.
+
+    Every request's rows are consecutive; ``probabilities`` and ``scores`` are there
+    for every request or for none.
+    """
+
+    inputs: np.ndarray | Table
+    predictions: np.ndarray
+    probabilities: np.ndarray | None
+    scores: np.ndarray | None
+    sizes: np.ndarray  # rows of each request
+    request_ids: tuple[str, ...]
+    endpoints: tuple[str, ...]
+    times: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.predictions)
+
+    @classmethod
+    def of(cls, seen: Sequence[Observation]) -> Answers:
+        """*seen* (one model version's, all with probabilities or all without) in columns."""
+        first = seen[0].prediction
+        count = len(seen)
+        return cls(
+            inputs=_joined([s.inputs for s in seen]),
+            predictions=_stacked([s.prediction.predictions for s in seen]),
+            probabilities=None
+            if first.probabilities is None
+            else _stacked([s.prediction.probabilities for s in seen]),
+            scores=None if first.scores is None else _stacked([s.prediction.scores for s in seen]),
+            sizes=np.fromiter((len(s.inputs) for s in seen), dtype=np.int64, count=count),
+            request_ids=tuple(s.request_id for s in seen),
+            endpoints=tuple(s.endpoint for s in seen),
+            times=np.fromiter((s.time for s in seen), dtype=np.float64, count=count),
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[Answers]) -> Answers:
+        """*parts* (of one model version and kind) as one."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        return cls(
+            inputs=_joined([p.inputs for p in parts]),
+            predictions=_stacked([p.predictions for p in parts]),
+            probabilities=None
+            if first.probabilities is None
+            else _stacked([p.probabilities for p in parts]),
+            scores=None if first.scores is None else _stacked([p.scores for p in parts]),
+            sizes=_stacked([p.sizes for p in parts]),
+            request_ids=tuple(r for p in parts for r in p.request_ids),
+            endpoints=tuple(e for p in parts for e in p.endpoints),
+            times=_stacked([p.times for p in parts]),
+        )
+
+    def requests(self, chosen: np.ndarray) -> Answers:
+        """The requests *chosen* (a boolean per request), with their rows."""
+        rows = np.repeat(chosen, self.sizes)
+        picked = np.flatnonzero(chosen)
+        return replace(
+            self,
+            inputs=self.inputs.take(rows) if isinstance(self.inputs, Table) else self.inputs[rows],
+            predictions=self.predictions[rows],
+            probabilities=None if self.probabilities is None else self.probabilities[rows],
+            scores=None if self.scores is None else self.scores[rows],
+            sizes=self.sizes[picked],
+            request_ids=tuple(self.request_ids[i] for i in picked),
+            endpoints=tuple(self.endpoints[i] for i in picked),
+            times=self.times[picked],
+        )
+
+    def head(self, requests: int) -> tuple[Answers, Answers | None]:
+        """The first *requests* requests, and the rest (``None`` if none is left)."""
+        if requests >= len(self.sizes):
+            return self, None
+        chosen = np.zeros(len(self.sizes), dtype=bool)
+        chosen[:requests] = True
+        return self.requests(chosen), self.requests(~chosen)
+
+
+def _joined(inputs: list[Any]) -> np.ndarray | Table:
+    first = inputs[0]
+    if len(inputs) == 1:
+        return first  # type: ignore[no-any-return]
+    if isinstance(first, Table):
+        return first.concat(*inputs[1:])
+    return np.concatenate(inputs)
+
+
+def _stacked(arrays: list[Any]) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+def kind_of(observation: Observation) -> tuple[Any, ...]:
+    """What answers must share to go in one :class:`Answers` (with their model version)."""
+    prediction = observation.prediction
+    return (
+        type(observation.inputs),
+        prediction.predictions.shape[1:],
+        prediction.probabilities is None,
+        prediction.scores is None,
+    )
+
+
+def runs_of(seen: Sequence[Observation]) -> list[Answers]:
+    """*seen* (one model version's) as few :class:`Answers` as their kinds allow."""
+    groups: dict[tuple[Any, ...], list[Observation]] = {}
+    for observation in seen:
+        groups.setdefault(kind_of(observation), []).append(observation)
+    return [Answers.of(group) for group in groups.values()]
+
+
 class Observer(Protocol):
     """Told of every answered prediction, after its status is known.
 
@@ -38,6 +157,30 @@ class Observer(Protocol):
     """
 
     def observe(self, observation: Observation) -> None: ...
+
+
+def reset_after_fork(reset: Callable[[], None]) -> None:
+    """Call the bound method *reset* in every forked child: its object's thread and queues
+    are the parent's. The hook does not keep the object alive."""
+    forget = weakref.WeakMethod(reset)
+    os.register_at_fork(after_in_child=lambda: call_alive(forget))
+
+
+def start_thread(run: Callable[[], None], name: str, close: Callable[[], None]) -> threading.Thread:
+    """Start *run* as a daemon thread, and call the bound method *close* at exit, so that a
+    stopping worker finishes that thread's work first."""
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    closing = weakref.WeakMethod(close)
+    atexit.register(lambda: call_alive(closing))
+    return thread
+
+
+def stop_thread(thread: threading.Thread | None, stop: threading.Event, timeout: float) -> None:
+    """Tell *thread* to finish (*stop*) and wait for it, unless it is the caller."""
+    stop.set()
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(timeout)
 
 
 def call_alive(method: weakref.WeakMethod[Any]) -> None:

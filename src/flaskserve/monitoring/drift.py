@@ -15,10 +15,8 @@ sets ``flaskserve_feature_psi`` (since start) on every ``/metrics`` scrape.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 from collections import deque
 from typing import Any
 
@@ -28,7 +26,7 @@ from ..artifact import ModelManifest
 from ..errors import FlaskServeError
 from ..schema import Table
 from ..settings import Settings
-from .base import Observation
+from .base import Observation, reset_after_fork
 from .drift_baseline import Bins, bins_of, min_rows, stability_index, status_of
 from .drift_counts import SLOTS, CountStore, Key, Summary, Tally
 
@@ -63,8 +61,9 @@ class DriftMonitor:
         self._bins: dict[Key, tuple[ModelManifest, tuple[Bins, ...] | None]] = {}
         self._reset()
         metrics.before_render.append(self.update_gauges)  # on each /metrics scrape
-        me = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _reset_in_child(me))
+        reset_after_fork(
+            self._reset
+        )  # the thread does not survive a fork; the queue is the parent's
 
     def _reset(self) -> None:
         self._queue: deque[Observation] = deque()
@@ -173,12 +172,6 @@ class DriftMonitor:
             psi = feature["since_start"]["psi"]
             if feature["since_start"]["status"] not in _ORDER[:2]:  # an alert needs enough rows
                 self._metrics.feature_psi.labels(name, str(version), feature["name"]).set(psi)
-
-
-def _reset_in_child(monitor: weakref.ref[DriftMonitor]) -> None:
-    found = monitor()
-    if found is not None:  # the thread does not survive a fork; the parent's queue is not ours
-        found._reset()
 
 
 def _feature_report(bins: Bins, summary: Summary) -> dict[str, Any]:

@@ -17,20 +17,18 @@ everything first.
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import random
 import threading
 import time
-import weakref
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..runtime.registry import ServedModel
 from ..settings import Settings
-from .base import Observation, call_alive
+from .base import Answers, Observation, reset_after_fork, runs_of, start_thread, stop_thread
 from .requestlog_files import (
     file_name,
     joined,
@@ -55,6 +53,20 @@ DROP_REASONS = ("queue_full", "disk_full", "write_failed", "unsupported")
 CLOSE_SECONDS = 20.0
 
 
+#: what the writer takes: an answer told on the request thread, or a monitor process's
+#: answers of one model version
+_Item = Observation | tuple[ServedModel, Answers]
+
+
+def _in_columns(items: list[_Item]) -> list[tuple[ServedModel, Answers]]:
+    """*items* (of one model version) as answers in columns, their order kept per kind."""
+    told = [item for item in items if isinstance(item, Observation)]
+    columns = [item for item in items if not isinstance(item, Observation)]
+    if told:
+        columns += [(told[0].model, answers) for answers in runs_of(told)]
+    return columns
+
+
 @dataclass
 class _OpenFile:
     """The rows of one model version not written yet."""
@@ -76,6 +88,8 @@ class RequestLog:
     :param poll_seconds: how often the writer thread takes the queue.
     :raises SettingsError: pyarrow is missing (the message names the extra to install).
     """
+
+    _queue: deque[_Item]
 
     def __init__(
         self,
@@ -104,13 +118,12 @@ class RequestLog:
         self._poll_seconds = poll_seconds
         self._sample = settings.log_sample
         self._reset()
-        forget = weakref.WeakMethod(self._reset)
-        os.register_at_fork(after_in_child=lambda: call_alive(forget))
+        reset_after_fork(self._reset)
 
     def _reset(self) -> None:
         """A new process's state: no queue, no thread (a thread does not survive a fork)."""
         self._lock = threading.Lock()
-        self._queue: deque[Observation] = deque()
+        self._queue = deque()
         self._queued_rows = 0
         self._dropped: Counter[str] = Counter()  # since the writer last counted them
         self._thread: threading.Thread | None = None
@@ -122,28 +135,28 @@ class RequestLog:
         """Queue a sampled answer for the writer; drop it (counted) when the queue is full."""
         if self._sample < 1.0 and random.random() >= self._sample:
             return
-        rows = len(observation.inputs)
+        self._queue_item(observation, len(observation.inputs))
+
+    def take(self, model: ServedModel, answers: Answers) -> None:
+        """Queue *answers* of *model* (a monitor process's, already sampled by its worker)."""
+        self._queue_item((model, answers), len(answers))
+
+    def _queue_item(self, item: _Item, rows: int) -> None:
         with self._lock:
             if self._queued_rows and self._queued_rows + rows > self._queue_rows:
                 self._dropped["queue_full"] += rows
                 return
-            self._queue.append(observation)
+            self._queue.append(item)
             self._queued_rows += rows
             if self._thread is None:
                 self._start()
 
     def _start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="flaskserve-requestlog", daemon=True)
-        self._thread.start()
-        close = weakref.WeakMethod(self.close)
-        atexit.register(lambda: call_alive(close))  # a stopping worker writes what it holds
+        self._thread = start_thread(self._run, "flaskserve-requestlog", self.close)
 
     def close(self) -> None:
         """Write every row taken so far and stop the writer (a graceful stop)."""
-        thread = self._thread
-        self._stop.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(CLOSE_SECONDS)
+        stop_thread(self._thread, self._stop, CLOSE_SECONDS)
 
     def _run(self) -> None:
         while True:
@@ -160,17 +173,17 @@ class RequestLog:
             taken, self._queue = self._queue, deque()
             self._queued_rows = 0
             dropped, self._dropped = self._dropped, Counter()
-        pending: dict[tuple[str, int], list[Observation]] = {}
-        for observation in taken:
-            key = self._keep(observation)
+        pending: dict[tuple[str, int], list[_Item]] = {}
+        for item in taken:
+            key = self._keep(item)
             if key is None:
                 continue
-            pending.setdefault(key, []).append(observation)
+            pending.setdefault(key, []).append(item)
             if self._open[key].rows >= self._settings.log_roll_rows:  # a long queue: several files
                 self._convert(key, pending.pop(key))
                 self._write(key)
-        for key, observations in pending.items():
-            self._convert(key, observations)
+        for key, items in pending.items():
+            self._convert(key, items)
         now = time.monotonic()
         for key, open_file in list(self._open.items()):
             if final or now - open_file.started >= self._settings.log_roll_seconds:
@@ -181,28 +194,32 @@ class RequestLog:
     def _count_dropped(self, reason: str, rows: int) -> None:
         self._dropped_counter.labels(reason).inc(rows)
 
-    def _keep(self, observation: Observation) -> tuple[str, int] | None:
-        """Count *observation* into its model version's open file; ``None``: it cannot be."""
-        model = observation.model
-        rows = len(observation.inputs)
-        if observation.prediction.predictions.shape != (rows,):  # several outputs a row
+    def _keep(self, item: _Item) -> tuple[str, int] | None:
+        """Count *item* into its model version's open file; ``None``: it cannot be."""
+        if isinstance(item, Observation):
+            model, rows = item.model, len(item.inputs)
+            shape, first_time = item.prediction.predictions.shape, item.time
+        else:
+            model, answers = item
+            rows, shape, first_time = len(answers), answers.predictions.shape, answers.times[0]
+        if shape != (rows,):  # several outputs a row
             self._count_dropped("unsupported", rows)
             return None
         key = (model.name, model.version)
         if key not in self._open:
-            self._open[key] = _OpenFile(log_schema(model), time.monotonic(), observation.time)
+            self._open[key] = _OpenFile(log_schema(model), time.monotonic(), float(first_time))
         self._open[key].rows += rows
         return key
 
-    def _convert(self, key: tuple[str, int], observations: list[Observation]) -> None:
+    def _convert(self, key: tuple[str, int], items: list[_Item]) -> None:
         open_file = self._open[key]
-        try:
-            open_file.chunks.append(to_table(open_file.schema, observations))
-        except Exception as e:  # a bad row: these rows are lost, and counted
-            rows = sum(len(o.inputs) for o in observations)
-            open_file.rows -= rows
-            self._count_dropped("write_failed", rows)
-            logger.warning("request log: %d rows dropped: %s", rows, e)
+        for model, answers in _in_columns(items):
+            try:
+                open_file.chunks.append(to_table(open_file.schema, model, answers))
+            except Exception as e:  # a bad row: these rows are lost, and counted
+                open_file.rows -= len(answers)
+                self._count_dropped("write_failed", len(answers))
+                logger.warning("request log: %d rows dropped: %s", len(answers), e)
 
     def _write(self, key: tuple[str, int]) -> None:
         open_file = self._open.pop(key)

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import SettingsError
 from ..runtime.registry import ServedModel
 from ..schema import Table, kind_of
-from .base import Observation
+from .base import Answers
 
 #: the columns after the features, prediction and probabilities, in this order
 RECORD_COLUMNS = ("model", "version", "request_id", "row", "endpoint", "time")
@@ -74,70 +74,48 @@ def _arrow_type(kind: str) -> Any:
     return kinds.get(kind, pa.float64())
 
 
-def to_table(schema: Any, observations: Sequence[Observation]) -> Any:
-    """The rows of *observations* (answers of one model version) as one Arrow table.
-
-    Columns are joined across requests with numpy first: one Arrow conversion per
-    column per file, not per request. NaN and ``None`` cells become nulls.
-    """
+def to_table(schema: Any, model: ServedModel, answers: Answers) -> Any:
+    """*answers* (of *model*) as one Arrow table: one conversion per column, not per
+    request. NaN and ``None`` cells become nulls."""
     import pyarrow as pa
 
-    counts = np.array([len(o.inputs) for o in observations], dtype=np.int64)
-    total = int(counts.sum())
+    counts = answers.sizes
+    total = len(answers)
     columns = [
         pa.array(cells, from_pandas=True).cast(schema.field(i).type)
-        for i, cells in enumerate(_feature_columns(observations))
+        for i, cells in enumerate(_feature_columns(answers.inputs))
     ]
-    columns.append(_predictions(schema, observations))
-    columns += _probabilities(schema, observations, counts)
-    first = observations[0]
+    prediction = pa.array(answers.predictions, from_pandas=True)
+    columns.append(prediction.cast(schema.field("prediction").type))
+    columns += _probabilities(schema, answers.probabilities, total)
     records = {
-        "model": np.repeat(np.array([first.model.name], dtype=object), total),
-        "version": np.repeat(np.int64(first.model.version), total),
-        "request_id": np.repeat(np.array([o.request_id for o in observations], object), counts),
+        "model": np.repeat(np.array([model.name], dtype=object), total),
+        "version": np.repeat(np.int64(model.version), total),
+        "request_id": np.repeat(np.array(answers.request_ids, object), counts),
         "row": np.arange(total, dtype=np.int64) - np.repeat(counts.cumsum() - counts, counts),
-        "endpoint": np.repeat(np.array([o.endpoint for o in observations], object), counts),
-        "time": np.repeat(np.array([round(o.time * 1e6) for o in observations], np.int64), counts),
+        "endpoint": np.repeat(np.array(answers.endpoints, object), counts),
+        "time": np.repeat(np.round(answers.times * 1e6).astype(np.int64), counts),
     }
     columns += [pa.array(records[name], schema.field(name).type) for name in RECORD_COLUMNS]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _feature_columns(observations: Sequence[Observation]) -> list[np.ndarray]:
-    inputs = [o.inputs for o in observations]
-    if isinstance(inputs[0], Table):
-        tables: list[Table] = inputs  # type: ignore[assignment]  # one model: all tables
-        return [
-            np.concatenate([t.columns[j] for t in tables]) for j in range(len(tables[0].columns))
-        ]
-    matrix: np.ndarray = np.concatenate(inputs)  # type: ignore[arg-type]
-    return [matrix[:, j] for j in range(matrix.shape[1])]
+def _feature_columns(inputs: np.ndarray | Table) -> list[np.ndarray]:
+    if isinstance(inputs, Table):
+        return list(inputs.columns)
+    return [inputs[:, j] for j in range(inputs.shape[1])]
 
 
-def _predictions(schema: Any, observations: Sequence[Observation]) -> Any:
-    import pyarrow as pa
-
-    joined = np.concatenate([o.prediction.predictions for o in observations])
-    return pa.array(joined, from_pandas=True).cast(schema.field("prediction").type)
-
-
-def _probabilities(
-    schema: Any, observations: Sequence[Observation], counts: np.ndarray
-) -> list[Any]:
+def _probabilities(schema: Any, given: np.ndarray | None, rows: int) -> list[Any]:
+    """The ``proba_`` columns: what the client asked for, or nulls where it did not."""
     import pyarrow as pa
 
     classes = sum(1 for name in schema.names if name.startswith("proba_"))
     if not classes:
         return []
-    given = [o.prediction.probabilities for o in observations]
-    if all(p is not None for p in given):
-        cells = np.concatenate(given).astype(np.float64, copy=False)  # type: ignore[arg-type]
-    else:  # a request that did not ask for them has none: its cells are null
-        cells = np.full((int(counts.sum()), classes), np.nan)
-        starts = counts.cumsum() - counts
-        for p, start, n in zip(given, starts, counts, strict=True):
-            if p is not None:
-                cells[start : start + n] = p
+    if given is None:
+        return [pa.nulls(rows, pa.float64()) for _ in range(classes)]
+    cells = given.astype(np.float64, copy=False)
     return [pa.array(cells[:, j], pa.float64(), from_pandas=True) for j in range(classes)]
 
 

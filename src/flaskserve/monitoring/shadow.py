@@ -13,24 +13,21 @@ counted and logged; nothing of it reaches a client.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
-import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..runtime.base import Prediction
 from ..runtime.registry import ModelRegistry, ServedModel
 from ..runtime.shadows import Routing, parse_shadows
-from ..schema import Table
 from ..settings import Settings
-from .base import Observation, call_alive
+from .base import Answers, Observation, reset_after_fork, runs_of
 from .shadow_report import ShadowTally, TallyKey, read_tallies, write_tallies
 
 logger = logging.getLogger(__name__)
@@ -48,8 +45,9 @@ COLLECT_SECONDS = 0.25
 SAVE_SECONDS = 1.0
 
 
-#: one request to compare: the tally it adds to, the challenger, what the champion answered
-_Job = tuple[TallyKey, ServedModel, Observation]
+#: requests to compare: the tally they add to, the challenger, the champion, and what it
+#: answered (one request told on the request thread, or a monitor process's answers)
+_Job = tuple[TallyKey, ServedModel, ServedModel, Observation | Answers]
 
 
 class ShadowObserver:
@@ -67,8 +65,7 @@ class ShadowObserver:
         self._metrics = metrics
         self._random = random.Random()
         self._reset()
-        forget = weakref.WeakMethod(self._reset)
-        os.register_at_fork(after_in_child=lambda: call_alive(forget))
+        reset_after_fork(self._reset)
 
     def _reset(self) -> None:
         """A new process's state: its parent's queue, tallies and thread are not its own."""
@@ -76,6 +73,7 @@ class ShadowObserver:
         self._thread: threading.Thread | None = None
         # a deque and an event, not a queue.Queue: appending takes no lock and wakes no one
         self._queue: deque[_Job] = deque()
+        self._queued_answers = 0  # requests queued by take(), under the lock
         self._wake = threading.Event()
         self._scoring = False
         self._tallies: dict[TallyKey, ShadowTally] = {}
@@ -91,13 +89,43 @@ class ShadowObserver:
             self._start()
         key = (challenger.name, challenger.version, plan.started)
         if len(self._queue) >= QUEUE_REQUESTS:
-            with self._lock:
-                self._tally(key).dropped += 1
-            self._metrics.shadow_dropped.labels(key[0], str(key[1])).inc()
+            self._drop(key, 1)
             return
-        self._queue.append((key, challenger, observation))
+        self._queue.append((key, challenger, observation.model, observation))
         if not self._wake.is_set():
             self._wake.set()
+
+    def take(self, model: ServedModel, answers: Answers) -> None:
+        """Queue *answers* of *model* for its challenger: a monitor process's, which its
+        worker drew with the plan's fraction already."""
+        found = self._registry.snapshot.challenger(model.name)
+        if found is None:  # stopped meanwhile
+            return
+        challenger, plan = found
+        key = (challenger.name, challenger.version, plan.started)
+        requests = len(answers.sizes)
+        with self._lock:
+            full = self._queued_answers + requests > QUEUE_REQUESTS
+            if not full:
+                self._queued_answers += requests
+        if full:
+            self._drop(key, requests)
+            return
+        if self._thread is None:
+            self._start()
+        for chunk in _chunks(answers, BATCH_ROWS):
+            self._queue.append((key, challenger, model, chunk))
+        self._wake.set()
+
+    def _drop(self, key: TallyKey, requests: int) -> None:
+        with self._lock:
+            self._tally(key).dropped += requests
+        self._metrics.shadow_dropped.labels(key[0], str(key[1])).inc(requests)
+
+    def add_dropped(self, key: TallyKey, requests: int) -> None:
+        """Count *requests* its worker could not queue (its metric counted them already)."""
+        with self._lock:
+            self._tally(key).dropped += requests
 
     def report_tally(self, key: TallyKey) -> tuple[ShadowTally, int]:
         """The sum over workers of the tallies for *key*, and how many workers scored it."""
@@ -108,7 +136,7 @@ class ShadowObserver:
                 if own is not None:
                     total.merge(own)
             return total, int(own is not None)
-        self._save()  # this worker's latest, dropped requests included
+        self.save()  # this worker's latest, dropped requests included
         return read_tallies(self._state_dir, key)
 
     def wait_idle(self, timeout: float) -> bool:
@@ -139,7 +167,7 @@ class ShadowObserver:
         while True:
             if not self._wake.wait(SAVE_SECONDS):  # traffic stopped: share the last batches
                 if unsaved:
-                    self._save()
+                    self.save()
                     unsaved = False
                 continue
             time.sleep(COLLECT_SECONDS)  # one call for a hundred requests costs little more
@@ -150,34 +178,38 @@ class ShadowObserver:
                     unsaved = self._score_all(self._take()) or unsaved
                 # at most once a second: a file per batch cost the champion more than scoring
                 if unsaved and time.monotonic() - saved >= SAVE_SECONDS:
-                    self._save()
+                    self.save()
                     saved, unsaved = time.monotonic(), False
             finally:
                 self._scoring = False
 
     def _take(self) -> list[_Job]:
-        """Queued requests, oldest first, up to :data:`BATCH_ROWS` rows (at least one)."""
+        """Queued requests, oldest first, up to :data:`BATCH_ROWS` rows (at least one job)."""
         batch = [self._queue.popleft()]
-        rows = len(batch[0][2].inputs)
-        while self._queue and rows + len(self._queue[0][2].inputs) <= BATCH_ROWS:
+        rows = _rows(batch[0][3])
+        while self._queue and rows + _rows(self._queue[0][3]) <= BATCH_ROWS:
             batch.append(self._queue.popleft())
-            rows += len(batch[-1][2].inputs)
+            rows += _rows(batch[-1][3])
+        taken = sum(len(job[3].sizes) for job in batch if isinstance(job[3], Answers))
+        if taken:
+            with self._lock:
+                self._queued_answers -= taken
         return batch
 
     def _score_all(self, batch: Sequence[_Job]) -> bool:
         """Score and tally *batch*; ``False`` if it failed (logged: the thread must go on)."""
         groups: dict[tuple[Any, ...], list[_Job]] = {}
-        for job in batch:  # rows of one champion and challenger, of one kind, go together
-            key, challenger, seen = job
-            group = (key, id(seen.model), id(challenger), type(seen.inputs))
-            groups.setdefault(group, []).append(job)
+        for job in batch:  # rows of one champion and challenger go together
+            key, challenger, champion, _ = job
+            groups.setdefault((key, id(champion), id(challenger)), []).append(job)
         try:
             for jobs in groups.values():
-                key, challenger, _ = jobs[0]
-                tally = score(challenger, [seen for _, _, seen in jobs])
-                with self._lock:
-                    self._tally(key).merge(tally)
-                self._count(key, tally)
+                key, challenger, champion, _ = jobs[0]
+                for answers in _in_columns([job[3] for job in jobs]):
+                    tally = score(challenger, champion, answers)
+                    with self._lock:
+                        self._tally(key).merge(tally)
+                    self._count(key, tally)
         except Exception:  # a surprise must not stop shadowing
             logger.exception("shadow scoring failed")
             return False
@@ -191,7 +223,7 @@ class ShadowObserver:
             if count:
                 rows.labels(name, version, outcome).inc(count)
 
-    def _save(self) -> None:
+    def save(self) -> None:
         if self._state_dir is None:
             return
         with self._lock:
@@ -204,64 +236,72 @@ class ShadowObserver:
             logger.warning("could not share this worker's shadow tallies: %s", e)
 
 
-def score(challenger: ServedModel, seen: Sequence[Observation]) -> ShadowTally:
-    """Score the rows of *seen* (one champion's) with *challenger* in one call; compare."""
-    tally = ShadowTally(requests=len(seen), batches=1)
-    rows = _concat([s.inputs for s in seen])
-    champion = seen[0].model
-    labels = np.concatenate([s.prediction.predictions for s in seen])
+def score(challenger: ServedModel, champion: ServedModel, answers: Answers) -> ShadowTally:
+    """Score the rows of *answers* (*champion*'s) with *challenger* in one call; compare."""
+    requests = len(answers.sizes)
+    tally = ShadowTally(requests=requests, batches=1)
     classes = champion.runtime.manifest.task == "classification"
     started = time.perf_counter()
     try:
-        theirs = challenger.runtime.predict(rows, proba=classes)
+        theirs = challenger.runtime.predict(answers.inputs, proba=classes)
     except Exception as e:  # the challenger's failure is a finding, never a client's error
         logger.warning(
             "shadow challenger %r version %s failed on %d rows: %s",
             challenger.name,
             challenger.version,
-            len(rows),
+            len(answers),
             e,
         )
-        return ShadowTally(requests=len(seen), failed_rows=len(rows), failed_batches=1)
+        return ShadowTally(requests=requests, failed_rows=len(answers), failed_batches=1)
     tally.seconds = time.perf_counter() - started
     if not classes:  # a regressor: values compared within a tolerance, no confusion
-        tally.add_values(labels, np.asarray(theirs.predictions))
+        tally.add_values(answers.predictions, np.asarray(theirs.predictions))
         return tally
-    tally.add_labels(labels, np.asarray(theirs.predictions))
-    if classes and theirs.probabilities is not None:
-        ours = _champion_probabilities(champion, seen, rows)
+    tally.add_labels(answers.predictions, np.asarray(theirs.predictions))
+    if theirs.probabilities is not None:
+        ours = _champion_probabilities(champion, answers)
         aligned = _align(champion, challenger, np.asarray(theirs.probabilities))
         if ours is not None and aligned is not None:
             tally.add_probabilities(ours, aligned)
     return tally
 
 
-def _concat(inputs: Sequence[np.ndarray | Table]) -> np.ndarray | Table:
-    first = inputs[0]
-    if isinstance(first, Table):
-        return first.concat(*inputs[1:]) if len(inputs) > 1 else first  # type: ignore[arg-type]
-    return np.concatenate(inputs) if len(inputs) > 1 else first  # type: ignore[arg-type]
+def _rows(payload: Observation | Answers) -> int:
+    return len(payload.inputs) if isinstance(payload, Observation) else len(payload)
 
 
-def _champion_probabilities(
-    champion: ServedModel, seen: Sequence[Observation], rows: np.ndarray | Table
-) -> np.ndarray | None:
-    given = [_probabilities(s.prediction) for s in seen]
-    if all(p is not None for p in given):
-        joined: np.ndarray = np.concatenate(given)  # type: ignore[arg-type]
-        if np.isfinite(joined).all():  # scores come unchecked: a bad run is computed again
-            return joined
-    try:  # the client did not ask for them: compute them here, off its path
-        return champion.runtime.predict(rows, proba=True).probabilities
+def _chunks(answers: Answers, limit: int) -> Iterator[Answers]:
+    """*answers* cut between requests into parts of at most *limit* rows (or one request)."""
+    rest: Answers | None = answers
+    while rest is not None:
+        fits = int(np.searchsorted(np.cumsum(rest.sizes), limit, side="right"))
+        first, rest = rest.head(max(fits, 1))
+        yield first
+
+
+def _in_columns(payloads: list[Observation | Answers]) -> list[Answers]:
+    """*payloads* (one champion's) in as few :class:`Answers` as their kinds allow: the
+    champion's probabilities, asked for or kept as ``scores``, as ``probabilities``."""
+    told = [p for p in payloads if isinstance(p, Observation)]
+    parts = [p for p in payloads if isinstance(p, Answers)] + (runs_of(told) if told else [])
+    kinds: dict[tuple[Any, ...], list[Answers]] = {}
+    for part in parts:
+        known = part.probabilities if part.probabilities is not None else part.scores
+        part = replace(part, probabilities=known, scores=None)
+        kinds.setdefault((type(part.inputs), known is None), []).append(part)
+    return [Answers.concat(same) for same in kinds.values()]
+
+
+def _champion_probabilities(champion: ServedModel, answers: Answers) -> np.ndarray | None:
+    """What the clients asked for, or the answering runs kept (``scores``), or computed."""
+    given = answers.probabilities
+    if given is not None and np.isfinite(given).all():  # scores come unchecked
+        return given
+    try:  # the clients did not ask for them: compute them here, off their path
+        return champion.runtime.predict(answers.inputs, proba=True).probabilities
     except Exception as e:
         logger.warning("champion %r probabilities failed for the shadow: %s", champion.name, e)
         return None
-
-
-def _probabilities(prediction: Prediction) -> np.ndarray | None:
-    """What the client asked for, or else what the answering run kept (``scores``)."""
-    asked = prediction.probabilities
-    return asked if asked is not None else prediction.scores
 
 
 def _align(champion: ServedModel, challenger: ServedModel, proba: np.ndarray) -> np.ndarray | None:
@@ -275,8 +315,8 @@ def _align(champion: ServedModel, challenger: ServedModel, proba: np.ndarray) ->
     return proba[:, [theirs.index(label) for label in ours]]
 
 
-def shadow_observer(settings: Settings, registry: ModelRegistry, metrics: Any) -> ShadowObserver:
-    """The shadow monitor of one app; ``settings.shadow`` names the challengers it starts with.
+def start_routing(settings: Settings, registry: ModelRegistry) -> None:
+    """Give *registry* the challengers ``settings.shadow`` names, until the routing is written.
 
     :raises SettingsError: ``settings.shadow`` does not parse.
     """
@@ -284,4 +324,12 @@ def shadow_observer(settings: Settings, registry: ModelRegistry, metrics: Any) -
     registry.routing.set_initial(Routing(plans))
     if plans:
         registry.refresh()  # the first snapshot may have chosen a challenger: choose again
+
+
+def shadow_observer(settings: Settings, registry: ModelRegistry, metrics: Any) -> ShadowObserver:
+    """The shadow monitor of one process; ``settings.shadow`` names the first challengers.
+
+    :raises SettingsError: ``settings.shadow`` does not parse.
+    """
+    start_routing(settings, registry)
     return ShadowObserver(registry, settings.state_dir, metrics)
