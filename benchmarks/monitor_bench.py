@@ -15,9 +15,11 @@ answer as the highest version.
 
 Each is loaded with wrk at 16 connections with the tutorial's row, ``--rounds`` times in
 turn (so the machine's drift falls on all of them), and each one's median round is set
-beside the baseline's: requests/s and p99, and the ratio. A second table gives the
-workers' CPU per request over all rounds (``/proc``), on the request thread and on the
-others (the monitors' threads), which shows where a monitor's cost lands.
+beside the baseline's: requests/s and p99, and the ratio. A second table gives the CPU
+per request over all rounds (``/proc``): the workers' request threads, their other threads
+(drift's, the sender's) and their monitor processes (the log's and the shadow's work), which
+shows where a monitor's cost lands. A third gives, from each server's ``/metrics``, what the
+monitors kept and dropped over the whole run.
 
 With ``--think-ms N`` each connection waits N ms before each request, so the same load
 stays below what the server can answer: the figures then compare latency at equal load,
