@@ -15,7 +15,7 @@ import pytest
 import requests
 from conftest import FLASKSERVE, TUTORIAL_ROW, ServerStarter
 
-from liveserver import worker_pids
+from liveserver import on_both_servers, worker_pids
 
 pytestmark = pytest.mark.integration
 ROLL_ROWS = 4
@@ -43,6 +43,7 @@ def _wait_for_rows(root: Path, rows: int, deadline_s: float = 10) -> list[str]:
     return logged
 
 
+@on_both_servers()
 def test_the_log_of_a_running_killed_and_stopped_server(
     model_dir: Path, tmp_path: Path, start: ServerStarter
 ) -> None:

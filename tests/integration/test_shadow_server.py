@@ -19,7 +19,7 @@ from sklearn.linear_model import LinearRegression
 
 from flaskserve import load_model, save_model
 from flaskserve.training import IRIS_FEATURES
-from liveserver import LiveServer
+from liveserver import LiveServer, on_both_servers
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -71,6 +71,7 @@ def _send(url: str, name: str, batches: list[np.ndarray]) -> list[requests.Respo
     ]
 
 
+@on_both_servers()
 def test_champion_answers_challenger_compares_promotion_switches(
     repository: Path, start: Callable[..., LiveServer]
 ) -> None:

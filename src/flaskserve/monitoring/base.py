@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import atexit
+import multiprocessing.util
 import os
 import threading
 import weakref
@@ -159,6 +159,10 @@ class Observer(Protocol):
     def observe(self, observation: Observation) -> None: ...
 
 
+#: the monitors' exit hooks run before the metrics' final flush (``exitpriority`` 0)
+EXIT_PRIORITY = 10
+
+
 def reset_after_fork(reset: Callable[[], None]) -> None:
     """Call the bound method *reset* in every forked child: its object's thread and queues
     are the parent's. The hook does not keep the object alive."""
@@ -168,11 +172,16 @@ def reset_after_fork(reset: Callable[[], None]) -> None:
 
 def start_thread(run: Callable[[], None], name: str, close: Callable[[], None]) -> threading.Thread:
     """Start *run* as a daemon thread, and call the bound method *close* at exit, so that a
-    stopping worker finishes that thread's work first."""
+    stopping worker finishes that thread's work first.
+
+    The exit hook is multiprocessing's: it runs at a process's exit (through atexit) and
+    also at the end of a multiprocessing child, which granian's workers are: they end with
+    ``os._exit``, which skips atexit. It runs before the metrics' final flush (priority 0).
+    """
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     closing = weakref.WeakMethod(close)
-    atexit.register(lambda: call_alive(closing))
+    multiprocessing.util.Finalize(None, lambda: call_alive(closing), exitpriority=EXIT_PRIORITY)
     return thread
 
 
