@@ -22,6 +22,7 @@ from flaskserve.metrics import Metrics
 from flaskserve.monitoring import in_own_process
 from flaskserve.monitoring.base import Answers, Observation
 from flaskserve.monitoring.process import MonitorProcess
+from flaskserve.monitoring.process_main import Monitors
 from flaskserve.monitoring.process_wire import LOG, SHADOW, decode, encode, read_frame, write_frame
 from flaskserve.monitoring.shadow import _chunks, start_routing
 from flaskserve.monitoring.shadow_report import read_tallies
@@ -281,3 +282,25 @@ def test_a_monitor_process_that_dies_is_started_again_and_its_loss_counted(
     assert lost >= 1
     logged = _rows_logged(tmp_path / "log")
     assert set(after) <= set(logged)  # the new child took everything after
+
+
+def test_answers_of_a_version_the_monitor_process_lacks_are_counted_lost(
+    repository: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(
+        model_dir=repository, state_dir=tmp_path / "state", log_dir=tmp_path / "log"
+    )
+    monitors = Monitors(settings)
+    model = monitors._registry.snapshot.get("iris", 1)
+    rows = load_iris().data
+    known = [(_answer(model, rows[:2], 0, proba=False), LOG)]
+    unknown = [(_answer(model, rows[2:5], 1, proba=True), LOG)]
+    batch = decode(encode(known + unknown, {}))
+    gone = next(g for g in batch.groups if g.answers.request_ids == ("r1",))
+    gone.version = 9  # unloaded here, say, before this process took the batch
+    monitors.take(batch)
+    monitors.close()
+
+    assert monitors._metrics.log_dropped.labels("write_failed")._value.get() == 3
+    assert "3 rows of 'iris' version 9 not monitored" in caplog.text
+    assert _rows_logged(tmp_path / "log") == ["r0", "r0"]  # the rest of the batch is kept

@@ -82,7 +82,8 @@ class Monitors:
             except FlaskServeError as e:
                 if attempt == 0 and self._catch_up():  # loaded since this process last looked
                     continue
-                self._lost(len(group.answers), f"{group.name} version {group.version}: {e}")
+                self._lost(group, str(e))
+                return None
         return None
 
     def _catch_up(self) -> bool:
@@ -93,10 +94,17 @@ class Monitors:
         self._caught_up = time.monotonic()
         return True
 
-    def _lost(self, rows: int, why: str) -> None:
-        if self._log is not None:
-            self._metrics.log_dropped.labels("write_failed").inc(rows)
-        logger.warning("monitor process: %d rows not monitored: %s", rows, why)
+    def _lost(self, group: Group, why: str) -> None:
+        logged = group.chosen(LOG)
+        if logged is not None and self._log is not None:
+            self._metrics.log_dropped.labels("write_failed").inc(len(logged))
+        logger.warning(
+            "monitor process: %d rows of %r version %s not monitored: %s",
+            len(group.answers),
+            group.name,
+            group.version,
+            why,
+        )
 
     def close(self) -> None:
         """Write everything held: the log's open files, the shadow's last tallies."""
