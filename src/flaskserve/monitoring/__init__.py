@@ -55,8 +55,9 @@ def in_own_process(settings: Settings, metrics: Any) -> bool:
 
 
 def _tuned(observers: list[Observer]) -> tuple[Observer, ...]:
-    # The monitors' threads do their bulk work in Python, holding the interpreter for up to
-    # the switch interval (5 ms by default) each time a request thread wants it back: a
-    # shorter interval keeps their work off the answers' tail (docs/monitoring.md#cost).
+    # The monitors' threads in a worker do their bulk work in Python, holding the interpreter
+    # for up to the switch interval (5 ms by default) each time a request thread wants it
+    # back: a shorter one keeps their work off the answers' tail (docs/monitoring.md,
+    # "Where the monitors run").
     sys.setswitchinterval(SWITCH_INTERVAL)
     return tuple(observers)
