@@ -43,6 +43,16 @@ def _wait_for_rows(root: Path, rows: int, deadline_s: float = 10) -> list[str]:
     return logged
 
 
+def _wait_for_successor(master: int, killed: int, deadline_s: float = 30) -> None:
+    """Until the master has replaced *killed*. A kill is not instant: under granian each
+    worker listens on a socket of its own (SO_REUSEPORT), and a connection queued on the
+    dying worker's socket is reset when it closes."""
+    deadline = time.monotonic() + deadline_s
+    while len(now := worker_pids(master)) < 2 or killed in now:
+        assert time.monotonic() < deadline, f"worker {killed} was not replaced"
+        time.sleep(0.05)
+
+
 @on_both_servers()
 def test_the_log_of_a_running_killed_and_stopped_server(
     model_dir: Path, tmp_path: Path, start: ServerStarter
@@ -61,7 +71,9 @@ def test_the_log_of_a_running_killed_and_stopped_server(
     assert 'flaskserve_log_dropped_total{reason="queue_full"} 0.0' in metrics
 
     time.sleep(0.5)  # the queues sent: a killed worker's monitor process writes them
-    os.kill(worker_pids(server.process.pid)[0], signal.SIGKILL)
+    killed = worker_pids(server.process.pid)[0]
+    os.kill(killed, signal.SIGKILL)
+    _wait_for_successor(server.process.pid, killed)
     after = [f"b{i}" for i in range(30)]
     _send(server.url, after)
     server.stop()  # SIGTERM: every worker writes what it holds
