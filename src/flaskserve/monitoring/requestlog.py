@@ -8,11 +8,15 @@ every :data:`POLL_SECONDS`, keeps each model version's rows until its file rolls
 file whole (:mod:`.requestlog_files`). Rows it cannot keep, because the queue is full or
 a write failed, are dropped and counted in ``flaskserve_log_dropped_total{reason}``.
 
-What a worker loses when it is killed (SIGKILL, the OOM killer) is what it had not
-written yet: the rows of its open files (fewer than ``log_roll_rows`` per model
-version, at most ``log_roll_seconds`` old) and its queue (at most :data:`QUEUE_ROWS`
-rows, in practice :data:`POLL_SECONDS` of traffic). A graceful stop (SIGTERM) writes
-everything first.
+Under ``flaskserve serve`` the log runs in each worker's monitor process
+(:mod:`.process`), which hands it a worker's answers in columns (:meth:`RequestLog.take`,
+already sampled); a process alone uses :meth:`RequestLog.observe`.
+
+What the process that holds the log loses when it is killed (SIGKILL, the OOM killer)
+is what it had not written yet: the rows of its open files (fewer than
+``log_roll_rows`` per model version, at most ``log_roll_seconds`` old) and its queue (at
+most :data:`QUEUE_ROWS` rows, in practice :data:`POLL_SECONDS` of traffic). A graceful
+stop (SIGTERM) writes everything first.
 """
 
 from __future__ import annotations

@@ -2,12 +2,14 @@
 
 :meth:`ShadowObserver.observe` runs on the request thread and only samples and appends
 to a bounded queue (when full, the request is dropped from the comparison and counted).
-One daemon thread per worker, started by the first observation after gunicorn forks,
+One daemon thread per process, started by the first observation after gunicorn forks,
 wakes :data:`COLLECT_SECONDS` after it, takes everything queued, scores it in bulk with
 the challenger (and the champion's probabilities where the client did not ask for them),
-and adds the comparison to this worker's
+and adds the comparison to this process's
 :class:`~flaskserve.monitoring.shadow_report.ShadowTally`. A challenger that raises is
-counted and logged; nothing of it reaches a client.
+counted and logged; nothing of it reaches a client. Under ``flaskserve serve`` this runs
+in each worker's monitor process (:mod:`.process`), fed a worker's answers in columns,
+already sampled (:meth:`ShadowObserver.take`).
 """
 
 from __future__ import annotations
