@@ -4,7 +4,9 @@ sent, and a real child process writing the log and the comparison."""
 from __future__ import annotations
 
 import io
+import json
 import os
+import pickle
 import shutil
 import signal
 import time
@@ -23,7 +25,16 @@ from flaskserve.monitoring import in_own_process
 from flaskserve.monitoring.base import Answers, Observation
 from flaskserve.monitoring.process import MonitorProcess
 from flaskserve.monitoring.process_main import Monitors
-from flaskserve.monitoring.process_wire import LOG, SHADOW, decode, encode, read_frame, write_frame
+from flaskserve.monitoring.process_wire import (
+    LOG,
+    SHADOW,
+    decode,
+    decode_settings,
+    encode,
+    encode_settings,
+    read_frame,
+    write_frame,
+)
 from flaskserve.monitoring.shadow import _chunks, start_routing
 from flaskserve.monitoring.shadow_report import read_tallies
 from flaskserve.runtime.registry import ModelRegistry, ServedModel
@@ -304,3 +315,28 @@ def test_answers_of_a_version_the_monitor_process_lacks_are_counted_lost(
     assert monitors._metrics.log_dropped.labels("write_failed")._value.get() == 3
     assert "3 rows of 'iris' version 9 not monitored" in caplog.text
     assert _rows_logged(tmp_path / "log") == ["r0", "r0"]  # the rest of the batch is kept
+
+
+class _Runs:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, ("echo ran",))
+
+
+def test_a_frame_naming_other_code_is_refused_unrun() -> None:
+    with pytest.raises(pickle.UnpicklingError, match=r"may not name posix\.system"):
+        decode(pickle.dumps(_Runs()))
+
+
+def test_settings_travel_as_json_and_come_back_equal(tmp_path: Path) -> None:
+    settings = Settings(
+        model_dir=tmp_path / "models",
+        state_dir=tmp_path / "state",
+        log_dir=tmp_path / "log",
+        log_sample=0.25,
+        shadow="iris=2@0.5",
+        admin_token="t" * 20,
+        monitor_nice=3,
+    )
+    frame = encode_settings(settings)
+    json.loads(frame)  # plain JSON: nothing in it names code
+    assert decode_settings(frame) == settings

@@ -20,7 +20,6 @@ as dropped.
 from __future__ import annotations
 
 import logging
-import pickle
 import random
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from typing import IO, Any
 from ..runtime.registry import ModelRegistry
 from ..settings import Settings
 from .base import Observation, reset_after_fork, start_thread, stop_thread
-from .process_wire import LOG, SHADOW, DroppedKey, encode, write_frame
+from .process_wire import LOG, SHADOW, DroppedKey, encode, encode_settings, write_frame
 from .requestlog import DROP_REASONS
 
 logger = logging.getLogger(__name__)
@@ -173,7 +172,7 @@ class MonitorProcess:
                 close_fds=True,
             )
             assert child.stdin is not None
-            write_frame(child.stdin, pickle.dumps(self._settings, protocol=5))
+            write_frame(child.stdin, encode_settings(self._settings))
         except OSError as e:
             logger.error("monitors: could not start the monitor process: %s", e)
             return None

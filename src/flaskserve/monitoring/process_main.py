@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import pickle
 import signal
 import sys
 import time
@@ -24,7 +23,7 @@ from ..errors import FlaskServeError
 from ..metrics import Metrics
 from ..runtime.registry import ModelRegistry, ServedModel
 from ..settings import Settings
-from .process_wire import LOG, SHADOW, Batch, Group, decode, read_frame
+from .process_wire import LOG, SHADOW, Batch, Group, decode, decode_settings, read_frame
 from .requestlog import RequestLog
 from .shadow import ShadowObserver, shadow_observer
 
@@ -119,9 +118,7 @@ def run(stream: IO[bytes]) -> None:
     first = read_frame(stream)
     if first is None:
         return
-    settings = pickle.loads(first)
-    if not isinstance(settings, Settings):
-        raise TypeError(f"expected Settings, got {type(settings).__name__}")
+    settings = decode_settings(first)
     _lower_priority(settings.monitor_nice)
     monitors = Monitors(settings)
     try:

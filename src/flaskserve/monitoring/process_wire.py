@@ -6,21 +6,27 @@ count, what it is for (:data:`LOG`, :data:`SHADOW`), its request id, endpoint an
 Pickling each answer on its own cost the worker about 6.6 µs an answer (a few small
 arrays each); a group's columns cost about 0.5 µs an answer.
 
-The frames are pickles, between a worker and the child it started, over a pipe only
-the two hold: the same trust as the worker's own memory (``multiprocessing`` does the
-same). Nothing read from a model artifact travels this way.
+The first frame is the worker's settings, as JSON. The others are pickles read by an
+unpickler that refuses every class but a batch's own and NumPy's array parts
+(:data:`FRAME_CLASSES`), so even a frame that was not the worker's could name no code
+to run. Nothing read from a model artifact travels this way.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import json
 import pickle
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from ..settings import Settings
 from .base import Answers, Observation, kind_of
 
 #: an answer for the request log
@@ -76,12 +82,51 @@ def _group(members: list[tuple[Observation, int]]) -> Group:
     return Group(seen[0].model.name, seen[0].model.version, uses, Answers.of(seen))
 
 
+#: what a frame may name: a batch's own classes and what NumPy pickles an array with
+FRAME_CLASSES = frozenset(
+    {
+        ("flaskserve.monitoring.process_wire", "Batch"),
+        ("flaskserve.monitoring.process_wire", "Group"),
+        ("flaskserve.monitoring.base", "Answers"),
+        ("flaskserve.schema", "Table"),
+        ("flaskserve.artifact", "Feature"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy.core.numeric", "_frombuffer"),
+    }
+)
+
+
+class _FrameUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in FRAME_CLASSES:
+            raise pickle.UnpicklingError(f"a monitoring frame may not name {module}.{name}")
+        return super().find_class(module, name)
+
+
 def decode(payload: bytes) -> Batch:
-    """The :class:`Batch` :func:`encode` made."""
-    batch = pickle.loads(payload)  # from our own worker (see the module)
+    """The :class:`Batch` :func:`encode` made.
+
+    :raises pickle.UnpicklingError: the frame names a class outside :data:`FRAME_CLASSES`.
+    """
+    batch = _FrameUnpickler(io.BytesIO(payload)).load()
     if not isinstance(batch, Batch):
         raise TypeError(f"expected a Batch, got {type(batch).__name__}")
     return batch
+
+
+def encode_settings(settings: Settings) -> bytes:
+    """*settings* as the first frame: JSON, every field a string, number, boolean or null."""
+    fields = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in fields.items()}).encode()
+
+
+def decode_settings(payload: bytes) -> Settings:
+    """The :class:`Settings` :func:`encode_settings` wrote (paths come back as paths)."""
+    return Settings(**json.loads(payload))
 
 
 def write_frame(stream: IO[bytes], payload: bytes) -> None:
