@@ -86,6 +86,29 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def iris_with_challenger(tutorial: Path, root: Path) -> Path:
+    """A repository at *root*: iris 1, the tutorial's forest (copied from *tutorial*), and
+    iris 2, five trees of another seed, the challenger of the shadow tests."""
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    from flaskserve.training import IRIS_FEATURES
+
+    shutil.copytree(tutorial, root / "iris" / "1")
+    data = load_iris()
+    forest = RandomForestClassifier(n_estimators=5, random_state=7).fit(data.data, data.target)
+    save_model(
+        forest,
+        root / "iris" / "2",
+        sample=data.data,
+        feature_names=IRIS_FEATURES,
+        class_names=[str(n) for n in data.target_names],
+        name="iris",
+        version=2,
+    )
+    return root
+
+
 @pytest.fixture(scope="session")
 def census() -> tuple[Any, Any]:
     """The census-like table (tests/census.py): a DataFrame of features and the target."""

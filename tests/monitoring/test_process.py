@@ -7,7 +7,6 @@ import io
 import json
 import os
 import pickle
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -16,10 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import iris_with_challenger
 from sklearn.datasets import load_iris
-from sklearn.ensemble import RandomForestClassifier
 
-from flaskserve import save_model
 from flaskserve.metrics import Metrics
 from flaskserve.monitoring import in_own_process
 from flaskserve.monitoring.base import Answers, Observation
@@ -40,7 +38,6 @@ from flaskserve.monitoring.shadow_report import read_tallies
 from flaskserve.runtime.registry import ModelRegistry, ServedModel
 from flaskserve.schema import Table
 from flaskserve.settings import Settings
-from flaskserve.training import IRIS_FEATURES
 
 pytest.importorskip("pyarrow")
 
@@ -48,20 +45,7 @@ pytest.importorskip("pyarrow")
 @pytest.fixture(scope="module")
 def repository(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """iris 1 (the tutorial forest) and iris 2 (five trees, another seed)."""
-    root = tmp_path_factory.mktemp("process") / "models"
-    shutil.copytree(model_dir, root / "iris" / "1")
-    data = load_iris()
-    forest = RandomForestClassifier(n_estimators=5, random_state=7).fit(data.data, data.target)
-    save_model(
-        forest,
-        root / "iris" / "2",
-        sample=data.data,
-        feature_names=IRIS_FEATURES,
-        class_names=[str(n) for n in data.target_names],
-        name="iris",
-        version=2,
-    )
-    return root
+    return iris_with_challenger(model_dir, tmp_path_factory.mktemp("process") / "models")
 
 
 def _served(root: Path, **settings: Any) -> tuple[ModelRegistry, Settings]:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import iris_with_challenger
 from flask.testing import FlaskClient
 from sklearn.datasets import load_iris
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.ensemble import RandomForestRegressor
 
 from flaskserve import save_model
 from flaskserve.app import create_app
@@ -24,7 +24,6 @@ from flaskserve.runtime.compiled import CompiledRuntime
 from flaskserve.runtime.registry import ModelRegistry
 from flaskserve.runtime.shadows import Routing, ShadowPlan, parse_shadows
 from flaskserve.settings import Settings
-from flaskserve.training import IRIS_FEATURES
 
 TOKEN = "a" * 24
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -32,21 +31,8 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture(scope="module")
 def repository(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """iris 1 (the tutorial forest) and iris 2 (five trees, another seed)."""
-    root = tmp_path_factory.mktemp("shadow") / "models"
-    shutil.copytree(model_dir, root / "iris" / "1")
-    data = load_iris()
-    forest = RandomForestClassifier(n_estimators=5, random_state=7).fit(data.data, data.target)
-    names = [str(n) for n in data.target_names]
-    save_model(
-        forest,
-        root / "iris" / "2",
-        sample=data.data,
-        feature_names=IRIS_FEATURES,
-        class_names=names,
-        name="iris",
-        version=2,
-    )
+    """iris 1 and 2 (:func:`conftest.iris_with_challenger`), and two regressors as price."""
+    root = iris_with_challenger(model_dir, tmp_path_factory.mktemp("shadow") / "models")
     x, y = _regression_data()
     for version, trees in ((1, 20), (2, 5)):
         regressor = RandomForestRegressor(n_estimators=trees, random_state=version).fit(x, y)
