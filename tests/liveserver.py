@@ -130,6 +130,46 @@ def _environment_without_settings() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("FLASKSERVE_")}
 
 
+def wait_for_listening_workers(
+    server: LiveServer, workers: int, *, gone: int | None = None, deadline_s: float = 30
+) -> None:
+    """Until *server* has *workers* workers (*gone* not among them), each holding a socket
+    that listens on its port. A granian worker binds a socket of its own (SO_REUSEPORT)
+    only once its app is loaded: until then, with its siblings stopping, none may listen."""
+    deadline = time.monotonic() + deadline_s
+    port = int(server.url.rsplit(":", 1)[1])
+    while True:
+        pids = worker_pids(server.process.pid)
+        listening = _listening_inodes(port)
+        if len(pids) == workers and gone not in pids:
+            if all(_socket_inodes(pid) & listening for pid in pids):
+                return
+        assert time.monotonic() < deadline, f"workers {pids} not all listening on {port}"
+        time.sleep(0.05)
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """The inodes of the IPv4 sockets listening on *port* (state 0A in ``/proc/net/tcp``)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(fields[9])
+    return inodes
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    except OSError:  # the process or a descriptor went meanwhile
+        return set()
+    return inodes
+
+
 def worker_pids(master: int) -> list[int]:
     """The children of *master* (gunicorn's workers), from ``/proc``: every thread's list."""
     pids: set[int] = set()

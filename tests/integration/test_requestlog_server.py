@@ -15,7 +15,7 @@ import pytest
 import requests
 from conftest import FLASKSERVE, TUTORIAL_ROW, ServerStarter
 
-from liveserver import on_both_servers, worker_pids
+from liveserver import on_both_servers, wait_for_listening_workers, worker_pids
 
 pytestmark = pytest.mark.integration
 ROLL_ROWS = 4
@@ -43,16 +43,6 @@ def _wait_for_rows(root: Path, rows: int, deadline_s: float = 10) -> list[str]:
     return logged
 
 
-def _wait_for_successor(master: int, killed: int, deadline_s: float = 30) -> None:
-    """Until the master has replaced *killed*. A kill is not instant: under granian each
-    worker listens on a socket of its own (SO_REUSEPORT), and a connection queued on the
-    dying worker's socket is reset when it closes."""
-    deadline = time.monotonic() + deadline_s
-    while len(now := worker_pids(master)) < 2 or killed in now:
-        assert time.monotonic() < deadline, f"worker {killed} was not replaced"
-        time.sleep(0.05)
-
-
 @on_both_servers()
 def test_the_log_of_a_running_killed_and_stopped_server(
     model_dir: Path, tmp_path: Path, start: ServerStarter
@@ -73,7 +63,7 @@ def test_the_log_of_a_running_killed_and_stopped_server(
     time.sleep(0.5)  # the queues sent: a killed worker's monitor process writes them
     killed = worker_pids(server.process.pid)[0]
     os.kill(killed, signal.SIGKILL)
-    _wait_for_successor(server.process.pid, killed)
+    wait_for_listening_workers(server, 2, gone=killed)
     after = [f"b{i}" for i in range(30)]
     _send(server.url, after)
     server.stop()  # SIGTERM: every worker writes what it holds

@@ -27,7 +27,14 @@ import pytest
 import requests
 from conftest import FLASKSERVE, TUTORIAL_ROW, ServerStarter
 
-from liveserver import SERVERS, LiveServer, launch, on_both_servers, worker_pids
+from liveserver import (
+    SERVERS,
+    LiveServer,
+    launch,
+    on_both_servers,
+    wait_for_listening_workers,
+    worker_pids,
+)
 
 pytestmark = pytest.mark.integration
 BODY = json.dumps(TUTORIAL_ROW).encode()
@@ -237,12 +244,10 @@ def test_a_worker_that_exits_leaves_the_shared_state_directory(
     args = [FLASKSERVE, "serve", str(model_dir), "--port", "{port}", "--workers", "2"]
     server = start(args, env={"TMPDIR": str(scratch)})
     (state,) = scratch.glob("flaskserve-state-*")
-    first = worker_pids(server.process.pid)
-    os.kill(first[0], signal.SIGTERM)  # a graceful exit; the master starts another
-    deadline = time.monotonic() + 30
-    while len(now := worker_pids(server.process.pid)) < 2 or first[0] in now:
-        assert time.monotonic() < deadline, server.log.read_text()
-        time.sleep(0.1)
+    wait_for_listening_workers(server, 2)
+    stopped = worker_pids(server.process.pid)[0]
+    os.kill(stopped, signal.SIGTERM)  # a graceful exit; the master starts another
+    wait_for_listening_workers(server, 2, gone=stopped)
     assert state.is_dir() and (state / "metrics").is_dir(), server.log.read_text()
     for _ in range(4):  # both workers, the new one included, still answer and count
         assert requests.post(f"{server.url}/predict", json=TUTORIAL_ROW, timeout=10).ok
