@@ -56,11 +56,18 @@ def main() -> None:
         default=0,
         help="each connection waits this long before each request: the same load below capacity",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only the configurations whose name starts with NAME (repeatable);"
+        " 'all off' always runs",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flaskserve-monitors-") as tmp:
         work = Path(tmp)
         champion, with_challenger = _repositories(work)
-        servers = _configurations(work)
+        servers = _configurations(work, args.only)
         running = [
             _start(with_challenger if "--shadow" in extra else champion, extra, env, args.workers)
             for extra, env in servers.values()
@@ -91,24 +98,29 @@ def main() -> None:
     _print_kept(kept)
 
 
-def _thread_ticks(server: int) -> tuple[int, int, int, int]:
-    """CPU ticks (user + system) of the workers' request threads, of their other threads
-    and of their monitor processes, and the request threads' context switches (each wait
+def _thread_ticks(server: int) -> tuple[int, int, int, int, int]:
+    """CPU ticks of the workers' request threads (user, system), of their other threads
+    and of their monitor processes; the request threads' context switches (each wait
     for the interpreter is one).
 
     A worker of the compiled runtime answers on its main thread (its id is the worker's
     pid); the drift, metrics and native-build threads are the others; the request log
     and shadows run in a child of each worker.
     """
-    main = other = monitors = switches = 0
+    user = system = other = monitors = switches = 0
     for pid in _children(server):
         for task in Path(f"/proc/{pid}/task").glob("*"):
-            used = _ticks(task)
-            main, other = (main + used, other) if task.name == str(pid) else (main, other + used)
+            stat = _stat(task)
+            if task.name == str(pid):
+                user, system = user + stat[11], system + stat[12]
+            else:
+                other += stat[11] + stat[12]
         switches += _context_switches(Path(f"/proc/{pid}/task/{pid}/status"))
         for child in _children(pid):
-            monitors += sum(_ticks(task) for task in Path(f"/proc/{child}/task").glob("*"))
-    return main, other, monitors, switches
+            for task in Path(f"/proc/{child}/task").glob("*"):
+                stat = _stat(task)
+                monitors += stat[11] + stat[12]
+    return user, system, other, monitors, switches
 
 
 def _children(pid: int) -> list[int]:
@@ -116,12 +128,14 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
-def _ticks(task: Path) -> int:
+def _stat(task: Path) -> list[int]:
+    """The numeric fields of a thread's ``stat`` after its name (``[11]`` user ticks,
+    ``[12]`` system ticks); zeros for a thread that ended."""
     try:
         fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
     except OSError:  # the thread ended meanwhile
-        return 0
-    return int(fields[11]) + int(fields[12])
+        return [0] * 13
+    return [int(f) if f.lstrip("-").isdigit() else 0 for f in fields[:13]]
 
 
 def _context_switches(status: Path) -> int:
@@ -140,14 +154,17 @@ def _print_ticks(
     """Per request, over every round: where each configuration's CPU went."""
     hertz = os.sysconf("SC_CLK_TCK")
     print(
-        "\n| monitors | request threads, µs CPU a request | other threads | monitor processes |"
-        " request threads' context switches a request |\n|---|---|---|---|---|"
+        "\n| monitors | request threads, µs CPU a request (user + system) | other threads |"
+        " monitor processes | request threads' context switches a request |\n|---|---|---|---|---|"
     )
     for name, measured in ticks.items():
         answered = sum(run[0] for run in runs[name]) * seconds
-        cpu = [sum(m[i] for m in measured) / hertz / answered * 1e6 for i in range(3)]
-        switches = sum(m[3] for m in measured) / answered
-        print(f"| {name} | {cpu[0]:.0f} | {cpu[1]:.1f} | {cpu[2]:.1f} | {switches:.2f} |")
+        cpu = [sum(m[i] for m in measured) / hertz / answered * 1e6 for i in range(4)]
+        switches = sum(m[4] for m in measured) / answered
+        print(
+            f"| {name} | {cpu[0] + cpu[1]:.0f} ({cpu[0]:.0f} + {cpu[1]:.0f}) | {cpu[2]:.1f} |"
+            f" {cpu[3]:.1f} | {switches:.2f} |"
+        )
 
 
 def _kept(url: str) -> dict[str, float]:
@@ -211,10 +228,12 @@ def _repositories(work: Path) -> tuple[Path, Path]:
     return alone, root
 
 
-def _configurations(work: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+def _configurations(
+    work: Path, only: list[str] | None = None
+) -> dict[str, tuple[list[str], dict[str, str]]]:
     off = {"FLASKSERVE_DRIFT": "0"}
     shadow = ["--shadow", "iris=2@1"]
-    return {
+    every = {
         "all off": (shadow[:0], off),
         "all off, again": (shadow[:0], off),  # a second server alike: the run's own noise
         "drift": ([], {}),
@@ -223,6 +242,8 @@ def _configurations(work: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
         "shadow, 100%": (shadow, off),
         "all three (log 100%)": ([*shadow, "--log-dir", str(work / "log-all")], {}),
     }
+    wanted = ["all off", *(only or every)]
+    return {name: how for name, how in every.items() if any(map(name.startswith, wanted))}
 
 
 def _start(

@@ -17,6 +17,7 @@ from assertions import json_body
 from flaskserve.app import create_app
 from flaskserve.artifact import MANIFEST_NAME, Feature, read_manifest
 from flaskserve.monitoring import drift as drift_module
+from flaskserve.monitoring.base import SLICE
 from flaskserve.monitoring.drift import DriftMonitor
 from flaskserve.monitoring.drift_baseline import (
     EPSILON,
@@ -263,6 +264,21 @@ def test_observe_only_queues(model_dir: Path) -> None:
     for _ in range(2000):
         monitor.observe(observation)
     assert (time.perf_counter() - started) / 2000 < 20e-6
+
+
+def test_a_queue_longer_than_a_slice_is_counted_whole(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The counting thread bins a slice at a time, the request threads running in between."""
+    client = _client(model_dir)
+    state = client.application.extensions["flaskserve"]
+    (monitor,) = [o for o in state.observers if isinstance(o, DriftMonitor)]
+    monkeypatch.setattr(monitor, "_start", lambda: None)  # no thread: the test counts
+    observation = _observation(client)
+    for _ in range(2 * SLICE + 5):
+        monitor.observe(observation)
+    monitor.count_queued()
+    assert _drift(client)["rows"]["since_start"] == 5 * (2 * SLICE + 5)
 
 
 def _observation(client: FlaskClient) -> Any:

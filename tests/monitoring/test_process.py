@@ -20,7 +20,7 @@ from sklearn.datasets import load_iris
 
 from flaskserve.metrics import Metrics
 from flaskserve.monitoring import in_own_process
-from flaskserve.monitoring.base import Answers, Observation
+from flaskserve.monitoring.base import SLICE, Answers, Observation
 from flaskserve.monitoring.process import MonitorProcess
 from flaskserve.monitoring.process_main import Monitors
 from flaskserve.monitoring.process_wire import (
@@ -136,6 +136,23 @@ def test_a_batch_of_mixed_answers_comes_back_as_it_was_sent(repository: Path) ->
             assert ids == wanted & set(group.answers.request_ids)
             for request in [] if chosen is None else _requests(chosen):
                 _same(request, back[request["id"]])
+
+
+def test_a_batch_longer_than_a_slice_comes_back_whole_and_in_order(repository: Path) -> None:
+    """The sender groups a slice at a time (the request threads run in between) and joins
+    each version's slices again: one group, every request where it was sent."""
+    registry, _ = _served(repository)
+    model = registry.snapshot.get("iris", 1)
+    rows = load_iris().data
+    sent = [
+        (_answer(model, rows[i % 150 : i % 150 + 1], i, proba=False), LOG if i % 3 else SHADOW)
+        for i in range(2 * SLICE + 5)
+    ]
+    (group,) = decode(encode(sent, {})).groups
+    assert group.answers.request_ids == tuple(seen.request_id for seen, _ in sent)
+    assert group.uses.tolist() == [uses for _, uses in sent]
+    for (seen, _), back in zip(sent, _requests(group.answers), strict=True):
+        _same(_as_sent(seen), back)
 
 
 def test_typed_rows_travel_column_by_column(census_dir: Path, census: Any) -> None:

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from ..artifact import ModelManifest
 from ..errors import FlaskServeError
 from ..schema import Table
 from ..settings import Settings
-from .base import Observation, reset_after_fork
+from .base import Observation, in_slices, reset_after_fork
 from .drift_baseline import Bins, bins_of, min_rows, stability_index, status_of
 from .drift_counts import SLOTS, CountStore, Key, Summary, Tally
 
@@ -104,19 +105,23 @@ class DriftMonitor:
     def count_queued(self) -> None:
         """Bin everything queued, one model version (and window slot) at a time, and share it."""
         with self._count_lock:
-            groups: dict[tuple[Key, int], list[Observation]] = {}
-            while self._queue:
-                seen = self._queue.popleft()
-                key = (seen.model.name, seen.model.version)
-                groups.setdefault((key, self._store.slot_of(seen.time)), []).append(seen)
-            for (key, slot), observations in groups.items():
-                bins = self._bins_of(key, observations[0].model.runtime.manifest)
-                if bins is not None:
-                    rows = _joined([o.inputs for o in observations])
-                    counts = {b.name: b.count(c) for b, c in zip(bins, _columns(rows), strict=True)}
-                    self._store.add(key, slot, len(rows), counts)
-            if groups:
+            taken = [self._queue.popleft() for _ in range(len(self._queue))]
+            for part in in_slices(taken):
+                self._count(part)
+            if taken:
                 self._store.write()
+
+    def _count(self, taken: Sequence[Observation]) -> None:
+        groups: dict[tuple[Key, int], list[Observation]] = {}
+        for seen in taken:
+            key = (seen.model.name, seen.model.version)
+            groups.setdefault((key, self._store.slot_of(seen.time)), []).append(seen)
+        for (key, slot), observations in groups.items():
+            bins = self._bins_of(key, observations[0].model.runtime.manifest)
+            if bins is not None:
+                rows = _joined([o.inputs for o in observations])
+                counts = {b.name: b.count(c) for b, c in zip(bins, _columns(rows), strict=True)}
+                self._store.add(key, slot, len(rows), counts)
 
     def _bins_of(self, key: Key, manifest: ModelManifest) -> tuple[Bins, ...] | None:
         cached = self._bins.get(key)

@@ -143,7 +143,7 @@ class MonitorProcess:
             dropped, self._dropped = self._dropped, Counter()
         if not taken and not dropped:
             return
-        payload = encode(taken, dropped)
+        payload = encode(list(taken), dropped)
         if not self._send(payload):
             self._count_lost(taken, dropped)
 

@@ -27,7 +27,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..settings import Settings
-from .base import Answers, Observation, kind_of
+from .base import Answers, Observation, in_slices, kind_of
 
 #: an answer for the request log
 LOG = 1
@@ -69,10 +69,14 @@ def encode(
     answers: Sequence[tuple[Observation, int]], shadow_dropped: dict[DroppedKey, int]
 ) -> bytes:
     """A frame's payload: *answers* (each with its uses) grouped, and the drops to report."""
-    grouped: dict[tuple[Any, ...], list[tuple[Observation, int]]] = {}
-    for seen, uses in answers:
-        grouped.setdefault((id(seen.model), *kind_of(seen)), []).append((seen, uses))
-    batch = Batch([_group(members) for members in grouped.values()], dict(shadow_dropped))
+    parts: dict[tuple[Any, ...], list[Group]] = {}
+    for some in in_slices(answers):  # the request threads get the interpreter between slices
+        grouped: dict[tuple[Any, ...], list[tuple[Observation, int]]] = {}
+        for seen, uses in some:
+            grouped.setdefault((id(seen.model), *kind_of(seen)), []).append((seen, uses))
+        for key, members in grouped.items():
+            parts.setdefault(key, []).append(_group(members))
+    batch = Batch([_joined(groups) for groups in parts.values()], dict(shadow_dropped))
     return pickle.dumps(batch, protocol=5)
 
 
@@ -80,6 +84,13 @@ def _group(members: list[tuple[Observation, int]]) -> Group:
     seen = [m[0] for m in members]
     uses = np.fromiter((m[1] for m in members), dtype=np.uint8, count=len(members))
     return Group(seen[0].model.name, seen[0].model.version, uses, Answers.of(seen))
+
+
+def _joined(groups: list[Group]) -> Group:
+    if len(groups) == 1:
+        return groups[0]
+    first, uses = groups[0], np.concatenate([g.uses for g in groups])
+    return Group(first.name, first.version, uses, Answers.concat([g.answers for g in groups]))
 
 
 #: what a frame may name: a batch's own classes and what NumPy pickles an array with
