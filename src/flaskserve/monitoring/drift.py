@@ -106,22 +106,24 @@ class DriftMonitor:
         """Bin everything queued, one model version (and window slot) at a time, and share it."""
         with self._count_lock:
             taken = [self._queue.popleft() for _ in range(len(self._queue))]
-            for part in in_slices(taken):
-                self._count(part)
+            groups: dict[tuple[Key, int], list[Observation]] = {}
+            for part in in_slices(taken):  # the request threads get the interpreter in between
+                self._group(part, groups)
+            for (key, slot), observations in groups.items():  # binned in bulk, once a group
+                bins = self._bins_of(key, observations[0].model.runtime.manifest)
+                if bins is not None:
+                    rows = _joined([o.inputs for o in observations])
+                    counts = {b.name: b.count(c) for b, c in zip(bins, _columns(rows), strict=True)}
+                    self._store.add(key, slot, len(rows), counts)
             if taken:
                 self._store.write()
 
-    def _count(self, taken: Sequence[Observation]) -> None:
-        groups: dict[tuple[Key, int], list[Observation]] = {}
+    def _group(
+        self, taken: Sequence[Observation], groups: dict[tuple[Key, int], list[Observation]]
+    ) -> None:
         for seen in taken:
             key = (seen.model.name, seen.model.version)
             groups.setdefault((key, self._store.slot_of(seen.time)), []).append(seen)
-        for (key, slot), observations in groups.items():
-            bins = self._bins_of(key, observations[0].model.runtime.manifest)
-            if bins is not None:
-                rows = _joined([o.inputs for o in observations])
-                counts = {b.name: b.count(c) for b, c in zip(bins, _columns(rows), strict=True)}
-                self._store.add(key, slot, len(rows), counts)
 
     def _bins_of(self, key: Key, manifest: ModelManifest) -> tuple[Bins, ...] | None:
         cached = self._bins.get(key)
