@@ -73,8 +73,8 @@ class Table:
     def names(self) -> list[str]:
         return [f.name for f in self.features]
 
-    def take(self, rows: np.ndarray) -> Table:
-        """The rows selected by *rows* (a boolean mask or indices)."""
+    def take(self, rows: np.ndarray | slice) -> Table:
+        """The rows selected by *rows* (a boolean mask, indices or a slice)."""
         return Table(self.features, tuple(c[rows] for c in self.columns))
 
     def concat(self, *others: Table) -> Table:

@@ -185,6 +185,44 @@ def test_answers_are_cut_between_requests_for_the_challenger(repository: Path) -
     assert np.array_equal(np.concatenate([p.predictions for p in parts]), whole)
 
 
+def test_head_cuts_as_choosing_the_first_requests_does(
+    repository: Path, census_dir: Path, census: Any
+) -> None:
+    """``head`` slices (views, no per-request step); ``requests`` picks by mask: the same cut,
+    for rows in a matrix and typed rows, with probabilities."""
+    iris = _served(repository)[0].snapshot.get("iris", 1)
+    adult = _served(census_dir)[0].snapshot.get()
+    frame = census[0].head(12)
+    typed = Table(
+        adult.runtime.manifest.features,
+        tuple(frame[f.name].to_numpy() for f in adult.runtime.manifest.features),
+    )
+    for model, rows in ((iris, load_iris().data[:12]), (adult, typed)):
+        sizes, seen, start = [1, 3, 2, 4, 2], [], 0
+        for i, size in enumerate(sizes):
+            part = (
+                rows[start : start + size]
+                if isinstance(rows, np.ndarray)
+                else rows.take(np.arange(start, start + size))
+            )
+            seen.append(_answer(model, part, i, proba=True))
+            start += size
+        answers = Answers.of(seen)
+        for cut in (1, 2, 4):
+            first, rest = answers.head(cut)
+            chosen = np.arange(len(sizes)) < cut
+            assert rest is not None
+            for ours, theirs in (
+                (first, answers.requests(chosen)),
+                (rest, answers.requests(~chosen)),
+            ):
+                assert ours.request_ids == theirs.request_ids
+                for got, want in zip(_requests(ours), _requests(theirs), strict=True):
+                    _same(got, want)
+        whole, none = answers.head(len(sizes))
+        assert whole is answers and none is None
+
+
 def test_a_frame_cut_short_reads_as_the_end() -> None:
     stream = io.BytesIO()
     write_frame(stream, b"whole")

@@ -131,9 +131,25 @@ class Answers:
         """The first *requests* requests, and the rest (``None`` if none is left)."""
         if requests >= len(self.sizes):
             return self, None
-        chosen = np.zeros(len(self.sizes), dtype=bool)
-        chosen[:requests] = True
-        return self.requests(chosen), self.requests(~chosen)
+        rows = int(self.sizes[:requests].sum())
+        first = self._consecutive(slice(None, requests), slice(None, rows))
+        return first, self._consecutive(slice(requests, None), slice(rows, None))
+
+    def _consecutive(self, requests: slice, rows: slice) -> Answers:
+        """Consecutive *requests* and their *rows*: views and slices, with no per-request
+        loop (:meth:`requests` picks any, at a Python step per request)."""
+        inputs = self.inputs
+        return replace(
+            self,
+            inputs=inputs.take(rows) if isinstance(inputs, Table) else inputs[rows],
+            predictions=self.predictions[rows],
+            probabilities=None if self.probabilities is None else self.probabilities[rows],
+            scores=None if self.scores is None else self.scores[rows],
+            sizes=self.sizes[requests],
+            request_ids=self.request_ids[requests],
+            endpoints=self.endpoints[requests],
+            times=self.times[requests],
+        )
 
 
 def _joined(inputs: list[Any]) -> np.ndarray | Table:
