@@ -64,10 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     metrics = Metrics()
     registry = ModelRegistry(
         settings.model_dir,
-        state_dir=settings.state_dir,
-        default_model=settings.default_model,
-        runtime=settings.runtime,
-        parallel_rows=settings.parallel_rows,
+        **settings.registry_options(),
         wrap=_batching(settings),
         on_failure=lambda name, version, reason: metrics.load_failures.labels(name).inc(),
     )

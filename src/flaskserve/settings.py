@@ -165,6 +165,16 @@ class Settings:
         """The configured API keys, without blanks."""
         return tuple(k.strip() for k in (self.api_keys or "").split(",") if k.strip())
 
+    def registry_options(self) -> dict[str, Any]:
+        """What ``ModelRegistry`` takes from these settings, beside the model directory: the
+        same for a worker and its monitor process, which must load the models alike."""
+        return {
+            "state_dir": self.state_dir,
+            "default_model": self.default_model,
+            "runtime": self.runtime,
+            "parallel_rows": self.parallel_rows,
+        }
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from ``FLASKSERVE_<FIELD>`` variables, then apply *overrides*.

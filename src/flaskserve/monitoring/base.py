@@ -113,32 +113,24 @@ class Answers:
 
     def requests(self, chosen: np.ndarray) -> Answers:
         """The requests *chosen* (a boolean per request), with their rows."""
-        rows = np.repeat(chosen, self.sizes)
-        picked = np.flatnonzero(chosen)
-        return replace(
-            self,
-            inputs=self.inputs.take(rows) if isinstance(self.inputs, Table) else self.inputs[rows],
-            predictions=self.predictions[rows],
-            probabilities=None if self.probabilities is None else self.probabilities[rows],
-            scores=None if self.scores is None else self.scores[rows],
-            sizes=self.sizes[picked],
-            request_ids=tuple(self.request_ids[i] for i in picked),
-            endpoints=tuple(self.endpoints[i] for i in picked),
-            times=self.times[picked],
-        )
+        return self._part(np.flatnonzero(chosen), np.repeat(chosen, self.sizes))
 
     def head(self, requests: int) -> tuple[Answers, Answers | None]:
         """The first *requests* requests, and the rest (``None`` if none is left)."""
         if requests >= len(self.sizes):
             return self, None
         rows = int(self.sizes[:requests].sum())
-        first = self._consecutive(slice(None, requests), slice(None, rows))
-        return first, self._consecutive(slice(requests, None), slice(rows, None))
+        first = self._part(slice(None, requests), slice(None, rows))
+        return first, self._part(slice(requests, None), slice(rows, None))
 
-    def _consecutive(self, requests: slice, rows: slice) -> Answers:
-        """Consecutive *requests* and their *rows*: views and slices, with no per-request
-        loop (:meth:`requests` picks any, at a Python step per request)."""
+    def _part(self, requests: np.ndarray | slice, rows: np.ndarray | slice) -> Answers:
+        """The *requests* (indices, or a slice: views, no step per request) and their *rows*."""
         inputs = self.inputs
+        if isinstance(requests, slice):
+            request_ids, endpoints = self.request_ids[requests], self.endpoints[requests]
+        else:
+            request_ids = tuple(self.request_ids[i] for i in requests)
+            endpoints = tuple(self.endpoints[i] for i in requests)
         return replace(
             self,
             inputs=inputs.take(rows) if isinstance(inputs, Table) else inputs[rows],
@@ -146,8 +138,8 @@ class Answers:
             probabilities=None if self.probabilities is None else self.probabilities[rows],
             scores=None if self.scores is None else self.scores[rows],
             sizes=self.sizes[requests],
-            request_ids=self.request_ids[requests],
-            endpoints=self.endpoints[requests],
+            request_ids=request_ids,
+            endpoints=endpoints,
             times=self.times[requests],
         )
 

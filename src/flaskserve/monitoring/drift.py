@@ -62,9 +62,8 @@ class DriftMonitor:
         self._bins: dict[Key, tuple[ModelManifest, tuple[Bins, ...] | None]] = {}
         self._reset()
         metrics.before_render.append(self.update_gauges)  # on each /metrics scrape
-        reset_after_fork(
-            self._reset
-        )  # the thread does not survive a fork; the queue is the parent's
+        # the thread does not survive a fork; the queue is the parent's
+        reset_after_fork(self._reset)
 
     def _reset(self) -> None:
         self._queue: deque[Observation] = deque()

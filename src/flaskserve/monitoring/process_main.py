@@ -41,13 +41,7 @@ class Monitors:
 
     def __init__(self, settings: Settings) -> None:
         self._metrics = Metrics()
-        self._registry = ModelRegistry(
-            settings.model_dir,
-            state_dir=settings.state_dir,
-            default_model=settings.default_model,
-            runtime=settings.runtime,
-            parallel_rows=settings.parallel_rows,
-        )
+        self._registry = ModelRegistry(settings.model_dir, **settings.registry_options())
         self._registry.refresh()
         self._shadow: ShadowObserver = shadow_observer(settings, self._registry, self._metrics)
         self._log: RequestLog | None = None

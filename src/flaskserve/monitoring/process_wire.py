@@ -3,8 +3,8 @@
 Answers of one model version (and of one kind: the same input type, probabilities
 given or not) travel as one group: their rows concatenated, and per request its row
 count, what it is for (:data:`LOG`, :data:`SHADOW`), its request id, endpoint and time.
-Pickling each answer on its own cost the worker about 6.6 µs an answer (a few small
-arrays each); a group's columns cost about 0.5 µs an answer.
+A group's columns cost the worker a fraction of what pickling each answer on its own
+(a few small arrays each) did: docs/monitoring.md, "Where the monitors run".
 
 The first frame is the worker's settings, as JSON. The others are pickles read by an
 unpickler that refuses every class but a batch's own and NumPy's array parts
@@ -76,7 +76,7 @@ def encode(
             grouped.setdefault((id(seen.model), *kind_of(seen)), []).append((seen, uses))
         for key, members in grouped.items():
             parts.setdefault(key, []).append(_group(members))
-    batch = Batch([_joined(groups) for groups in parts.values()], dict(shadow_dropped))
+    batch = Batch([_merged(groups) for groups in parts.values()], dict(shadow_dropped))
     return pickle.dumps(batch, protocol=5)
 
 
@@ -86,7 +86,8 @@ def _group(members: list[tuple[Observation, int]]) -> Group:
     return Group(seen[0].model.name, seen[0].model.version, uses, Answers.of(seen))
 
 
-def _joined(groups: list[Group]) -> Group:
+def _merged(groups: list[Group]) -> Group:
+    """One version's groups, built a slice at a time, as one."""
     if len(groups) == 1:
         return groups[0]
     first, uses = groups[0], np.concatenate([g.uses for g in groups])
