@@ -33,6 +33,7 @@ Traffic goes to 127.0.0.1 only, and every load run is bounded in time.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import signal
@@ -78,8 +79,12 @@ def main() -> None:
                 _wrk(url, 2, 4, work, ROW)
             runs: dict[str, list[tuple[float, float, float, int]]] = {name: [] for name in servers}
             ticks: dict[str, list[tuple[int, ...]]] = {name: [] for name in servers}
+            pairs = list(zip(servers, running, strict=True))
             for round_number in range(args.rounds):
-                for name, (url, process) in zip(servers, running, strict=True):
+                # each round starts one configuration later, so none always follows another
+                # (whose monitor process may still be finishing) or always opens a round
+                turn = round_number % len(pairs)
+                for name, (url, process) in pairs[turn:] + pairs[:turn]:
                     before = _thread_ticks(process.pid)
                     runs[name].append(
                         _wrk(url, args.duration, 16, work, ROW, think_ms=args.think_ms)
@@ -98,16 +103,17 @@ def main() -> None:
     _print_kept(kept)
 
 
-def _thread_ticks(server: int) -> tuple[int, int, int, int, int]:
+def _thread_ticks(server: int) -> tuple[int, int, int, int, int, int]:
     """CPU ticks of the workers' request threads (user, system), of their other threads
     and of their monitor processes; the request threads' context switches (each wait
-    for the interpreter is one).
+    for the interpreter is one) and their nanoseconds spent runnable but waiting for a
+    core (``schedstat``).
 
     A worker of the compiled runtime answers on its main thread (its id is the worker's
     pid); the drift, metrics and native-build threads are the others; the request log
     and shadows run in a child of each worker.
     """
-    user = system = other = monitors = switches = 0
+    user = system = other = monitors = switches = waited = 0
     for pid in _children(server):
         for task in Path(f"/proc/{pid}/task").glob("*"):
             stat = _stat(task)
@@ -116,11 +122,19 @@ def _thread_ticks(server: int) -> tuple[int, int, int, int, int]:
             else:
                 other += stat[11] + stat[12]
         switches += _context_switches(Path(f"/proc/{pid}/task/{pid}/status"))
+        waited += _run_queue_wait(Path(f"/proc/{pid}/task/{pid}/schedstat"))
         for child in _children(pid):
             for task in Path(f"/proc/{child}/task").glob("*"):
                 stat = _stat(task)
                 monitors += stat[11] + stat[12]
-    return user, system, other, monitors, switches
+    return user, system, other, monitors, switches, waited
+
+
+def _run_queue_wait(schedstat: Path) -> int:
+    try:
+        return int(schedstat.read_text().split()[1])
+    except OSError:  # the worker ended meanwhile
+        return 0
 
 
 def _children(pid: int) -> list[int]:
@@ -155,15 +169,17 @@ def _print_ticks(
     hertz = os.sysconf("SC_CLK_TCK")
     print(
         "\n| monitors | request threads, µs CPU a request (user + system) | other threads |"
-        " monitor processes | request threads' context switches a request |\n|---|---|---|---|---|"
+        " monitor processes | request threads' context switches a request |"
+        " request threads' wait for a core, µs a request |\n|---|---|---|---|---|---|"
     )
     for name, measured in ticks.items():
         answered = sum(run[0] for run in runs[name]) * seconds
         cpu = [sum(m[i] for m in measured) / hertz / answered * 1e6 for i in range(4)]
         switches = sum(m[4] for m in measured) / answered
+        waited = sum(m[5] for m in measured) / answered / 1e3
         print(
             f"| {name} | {cpu[0] + cpu[1]:.0f} ({cpu[0]:.0f} + {cpu[1]:.0f}) | {cpu[2]:.1f} |"
-            f" {cpu[3]:.1f} | {switches:.2f} |"
+            f" {cpu[3]:.1f} | {switches:.2f} | {waited:.0f} |"
         )
 
 
@@ -264,22 +280,57 @@ def _start(
 def _print(
     runs: dict[str, list[tuple[float, float, float, int]]], args: argparse.Namespace
 ) -> None:
-    medians = {name: sorted(values)[len(values) // 2] for name, values in runs.items()}
-    base_rps, _, base_p99, _ = medians["all off"]
+    """Each figure's median over the rounds, taken on its own (the round with the median
+    req/s need not be the one with the median p99); then each round's ratio to the same
+    round's all off, whose median comes with the interval that holds the true median
+    with at least 95% confidence, whatever the rounds' distribution."""
+    medians = {
+        name: [_median([run[i] for run in values]) for i in range(3)]
+        for name, values in runs.items()
+    }
+    base_rps, _, base_p99 = medians["all off"]
     print(
         f"\n{os.cpu_count()} cores, {args.workers} workers, wrk c=16"
         + (f" each waiting {args.think_ms} ms a request" if args.think_ms else "")
-        + f", {args.duration} s runs,"
-        f" median of {args.rounds} rounds\n\n| monitors | req/s | ÷ all off | p50 / p99 ms |"
-        " p99 ÷ all off | rounds (req/s) | errors |\n|---|---|---|---|---|---|---|"
+        + f", {args.duration} s runs, median of {args.rounds} rounds\n\n"
+        "| monitors | req/s | ÷ all off | p50 / p99 ms | p99 ÷ all off |"
+        " req/s ÷ all off, by round | p99 ÷ all off, by round | errors |\n"
+        "|---|---|---|---|---|---|---|---|"
     )
-    for name, (rps, p50, p99, _) in medians.items():
-        rounds = " / ".join(f"{run[0]:,.0f}" for run in runs[name])
+    base = runs["all off"]
+    for name, (rps, p50, p99) in medians.items():
+        paired = [
+            _interval([run[i] / other[i] for run, other in zip(runs[name], base, strict=True)])
+            for i in (0, 2)
+        ]
         errors = sum(run[3] for run in runs[name])
         print(
             f"| {name} | {rps:,.0f} | {rps / base_rps:.1%} | {p50:.2f} / {p99:.2f} |"
-            f" {p99 / base_p99:.1%} | {rounds} | {errors} |"
+            f" {p99 / base_p99:.1%} | {paired[0]} | {paired[1]} | {errors} |"
         )
+    print("\n| monitors | rounds (req/s) | rounds (p99 ms) |\n|---|---|---|")
+    for name, values in runs.items():
+        rounds = " / ".join(f"{run[0]:,.0f}" for run in values)
+        print(f"| {name} | {rounds} | {' / '.join(f'{run[2]:.2f}' for run in values)} |")
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _interval(ratios: list[float]) -> str:
+    """The median ratio, and the order statistics that bound the true median with at least
+    95% confidence (the sign test's interval); too few rounds give the median alone."""
+    ordered, n = sorted(ratios), len(ratios)
+    # the largest k with P(Binomial(n, 1/2) < k) <= 2.5%: [x_k, x_(n+1-k)] holds the median
+    below, k = 0.0, 0
+    while below + math.comb(n, k) / 2**n <= 0.025:
+        below += math.comb(n, k) / 2**n
+        k += 1
+    median = f"{_median(ratios):.1%}"
+    return f"{median} [{ordered[k - 1]:.1%}, {ordered[n - k]:.1%}]" if k else median
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,6 @@ from assertions import json_body
 from flaskserve.app import create_app
 from flaskserve.artifact import MANIFEST_NAME, Feature, read_manifest
 from flaskserve.monitoring import drift as drift_module
-from flaskserve.monitoring.base import SLICE
 from flaskserve.monitoring.drift import DriftMonitor
 from flaskserve.monitoring.drift_baseline import (
     EPSILON,
@@ -266,19 +266,80 @@ def test_observe_only_queues(model_dir: Path) -> None:
     assert (time.perf_counter() - started) / 2000 < 20e-6
 
 
-def test_a_queue_longer_than_a_slice_is_counted_whole(
-    model_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The counting thread bins a slice at a time, the request threads running in between."""
+def test_a_long_queue_is_counted_whole(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows queue in one list a version and slot, each binned at once."""
     client = _client(model_dir)
     state = client.application.extensions["flaskserve"]
     (monitor,) = [o for o in state.observers if isinstance(o, DriftMonitor)]
     monkeypatch.setattr(monitor, "_start", lambda: None)  # no thread: the test counts
     observation = _observation(client)
-    for _ in range(2 * SLICE + 5):
+    for _ in range(261):
         monitor.observe(observation)
     monitor.count_queued()
-    assert _drift(client)["rows"]["since_start"] == 5 * (2 * SLICE + 5)
+    assert _drift(client)["rows"]["since_start"] == 5 * 261
+
+
+def test_each_answer_counts_in_the_window_slot_of_its_time(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = _client(model_dir)
+    state = client.application.extensions["flaskserve"]
+    (monitor,) = [o for o in state.observers if isinstance(o, DriftMonitor)]
+    monkeypatch.setattr(monitor, "_start", lambda: None)  # no thread: the test counts
+    recent = _observation(client)
+    long_ago = replace(recent, time=recent.time - 2 * monitor.window_seconds)
+    for seen in (recent, long_ago, recent):
+        monitor.observe(seen)
+    monitor.count_queued()
+    assert _drift(client)["rows"] == {"since_start": 15, "window": 10}
+
+
+def _shared_rows(state_dir: Path) -> int:
+    """The rows this process's counts file holds for the other workers."""
+    (path,) = (state_dir / "drift").glob("*.json")
+    (entry,) = json.loads(path.read_text())["models"]
+    rows: int = entry["total"]["rows"]
+    return rows
+
+
+def test_counts_are_shared_at_most_every_share_seconds_and_when_traffic_stops(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing the counts file on every count cost more than counting; a stop writes the rest."""
+    client = _client(model_dir, state_dir=tmp_path)
+    state = client.application.extensions["flaskserve"]
+    (monitor,) = [o for o in state.observers if isinstance(o, DriftMonitor)]
+    monkeypatch.setattr(monitor, "_start", lambda: None)  # no thread: the test counts
+    observation = _observation(client)
+    monitor.observe(observation)
+    monitor.count_queued()
+    assert _shared_rows(tmp_path) == 5  # the first count is shared at once
+    monitor.observe(observation)
+    monitor.count_queued()
+    assert _shared_rows(tmp_path) == 5  # within SHARE_SECONDS: held
+    assert _drift(client)["rows"]["since_start"] == 10  # its own report counts everything
+    monitor.observe(observation)
+    monitor._close()  # a stopping worker (its exit hook)
+    assert _shared_rows(tmp_path) == 15
+
+
+def test_the_counting_thread_shares_the_last_counts_once_traffic_stops(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(drift_module, "COUNT_SECONDS", 0.01)
+    monkeypatch.setattr(drift_module, "SHARE_SECONDS", 0.3)
+    client = _client(model_dir, state_dir=tmp_path)
+    state = client.application.extensions["flaskserve"]
+    (monitor,) = [o for o in state.observers if isinstance(o, DriftMonitor)]
+    observation = _observation(client)
+    monitor.observe(observation)
+    deadline = time.monotonic() + 5
+    while not list((tmp_path / "drift").glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    monitor.observe(observation)  # counted within SHARE_SECONDS of the first: held, then shared
+    while _shared_rows(tmp_path) < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _shared_rows(tmp_path) == 10
 
 
 def _observation(client: FlaskClient) -> Any:

@@ -1,12 +1,14 @@
 """Input drift: every answered row counted into its model's training bins, and the
 population stability index of each column against the training data.
 
-On the request path :meth:`DriftMonitor.observe` only appends the answer to a
-bounded queue (a full queue drops it and counts the drop). A thread of this process,
-started with the first answer (so after gunicorn forks), wakes :data:`COUNT_SECONDS`
-after it, takes everything queued, and bins each model version's rows in one NumPy
-pass per column (:class:`~flaskserve.monitoring.drift_baseline.Bins`); the counts are
-summed over the workers by :class:`~flaskserve.monitoring.drift_counts.CountStore`.
+On the request path :meth:`DriftMonitor.observe` only appends the answer's rows to
+its model version's and window slot's list, bounded in all (past it the answer is
+dropped and counted). A thread of this process, started with the first answer (so after
+gunicorn forks), wakes :data:`COUNT_SECONDS` after it, takes every list, and bins each
+one's rows in one NumPy pass per column
+(:class:`~flaskserve.monitoring.drift_baseline.Bins`): it takes no Python step per
+answer, so it holds the interpreter for short moments only. The counts are summed over
+the workers by :class:`~flaskserve.monitoring.drift_counts.CountStore`.
 
 :meth:`DriftMonitor.report` answers ``GET /model/<name>/drift``; :meth:`update_gauges`
 sets ``flaskserve_feature_psi`` (since start) on every ``/metrics`` scrape.
@@ -17,8 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from ..artifact import ModelManifest
 from ..errors import FlaskServeError
 from ..schema import Table
 from ..settings import Settings
-from .base import Observation, in_slices, reset_after_fork
+from .base import Observation, reset_after_fork, start_thread
 from .drift_baseline import Bins, bins_of, min_rows, stability_index, status_of
 from .drift_counts import SLOTS, CountStore, Key, Summary, Tally
 
@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 QUEUE_LIMIT = 4096
 #: how long the counting thread lets answers gather once woken
 COUNT_SECONDS = 0.5
+#: a worker shares its counts with the others at most this often: writing them (about 0.6 ms
+#: under load) every count cost each answer more than grouping it (docs/monitoring.md)
+SHARE_SECONDS = 2.0
 _ORDER = ("no data", "too few rows", "stable", "shift", "drift")
 NO_BASELINE = (
     "no baseline: the artifact records no training distribution (saved before baselines"
@@ -56,7 +59,8 @@ class DriftMonitor:
 
     def __init__(self, settings: Settings, registry: Any, metrics: Any) -> None:
         self.window_seconds = settings.drift_window_seconds
-        self._store = CountStore(self.window_seconds / SLOTS, settings.state_dir)
+        self._slot_seconds = self.window_seconds / SLOTS
+        self._store = CountStore(self._slot_seconds, settings.state_dir)
         self._registry = registry
         self._metrics = metrics
         self._bins: dict[Key, tuple[ModelManifest, tuple[Bins, ...] | None]] = {}
@@ -66,18 +70,31 @@ class DriftMonitor:
         reset_after_fork(self._reset)
 
     def _reset(self) -> None:
-        self._queue: deque[Observation] = deque()
+        # rows to count, by model version (the object that answered) and window slot: the
+        # counting thread then concatenates each list at once, no step per answer
+        self._pending: dict[tuple[int, int], tuple[Any, list[np.ndarray | Table]]] = {}
+        self._pending_answers = 0
+        self._pending_lock = threading.Lock()
         self._wake = threading.Event()
         self._start_lock = threading.Lock()
-        self._count_lock = threading.Lock()
+        self._count_lock = threading.RLock()  # count_queued shares under it too
         self._thread: threading.Thread | None = None
+        self._shared = 0.0  # when this process last wrote its counts (monotonic)
+        self._unshared = False  # counts not yet written
 
     def observe(self, observation: Observation) -> None:
         """Queue the answer for counting (the request's thread: a few hundred nanoseconds)."""
-        if len(self._queue) >= QUEUE_LIMIT:
-            self._store.dropped += 1
-            return
-        self._queue.append(observation)
+        model = observation.model
+        key = (id(model), int(observation.time // self._slot_seconds))  # CountStore.slot_of
+        with self._pending_lock:
+            if self._pending_answers >= QUEUE_LIMIT:
+                self._store.dropped += 1
+                return
+            self._pending_answers += 1
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = (model, [])
+            pending[1].append(observation.inputs)
         if self._thread is None:
             self._start()
         if not self._wake.is_set():
@@ -86,14 +103,13 @@ class DriftMonitor:
     def _start(self) -> None:
         with self._start_lock:
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="flaskserve-drift", daemon=True
-                )
-                self._thread.start()
+                self._thread = start_thread(self._run, "flaskserve-drift", self._close)
 
     def _run(self) -> None:
         while True:
-            self._wake.wait()
+            if not self._wake.wait(SHARE_SECONDS if self._unshared else None):
+                self._share()  # traffic stopped: the last counts reach the other workers
+                continue
             time.sleep(COUNT_SECONDS)  # answers that arrive meanwhile join this count
             self._wake.clear()
             try:
@@ -104,25 +120,31 @@ class DriftMonitor:
     def count_queued(self) -> None:
         """Bin everything queued, one model version (and window slot) at a time, and share it."""
         with self._count_lock:
-            taken = [self._queue.popleft() for _ in range(len(self._queue))]
-            groups: dict[tuple[Key, int], list[Observation]] = {}
-            for part in in_slices(taken):  # the request threads get the interpreter in between
-                self._group(part, groups)
-            for (key, slot), observations in groups.items():  # binned in bulk, once a group
-                bins = self._bins_of(key, observations[0].model.runtime.manifest)
+            with self._pending_lock:
+                taken, self._pending = self._pending, {}
+                self._pending_answers = 0
+            for (_, slot), (model, inputs) in taken.items():  # binned in bulk, once a list
+                key = (model.name, model.version)
+                bins = self._bins_of(key, model.runtime.manifest)
                 if bins is not None:
-                    rows = _joined([o.inputs for o in observations])
+                    rows = _joined(inputs)
                     counts = {b.name: b.count(c) for b, c in zip(bins, _columns(rows), strict=True)}
                     self._store.add(key, slot, len(rows), counts)
-            if taken:
-                self._store.write()
+            self._unshared = self._unshared or bool(taken)
+            if self._unshared and time.monotonic() - self._shared >= SHARE_SECONDS:
+                self._share()
 
-    def _group(
-        self, taken: Sequence[Observation], groups: dict[tuple[Key, int], list[Observation]]
-    ) -> None:
-        for seen in taken:
-            key = (seen.model.name, seen.model.version)
-            groups.setdefault((key, self._store.slot_of(seen.time)), []).append(seen)
+    def _close(self) -> None:
+        """A stopping worker's last counts reach the other workers (at exit)."""
+        self.count_queued()
+        if self._unshared:
+            self._share()
+
+    def _share(self) -> None:
+        """Write this process's counts for the other workers' reports."""
+        with self._count_lock:
+            self._store.write()
+            self._shared, self._unshared = time.monotonic(), False
 
     def _bins_of(self, key: Key, manifest: ModelManifest) -> tuple[Bins, ...] | None:
         cached = self._bins.get(key)
