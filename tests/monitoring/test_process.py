@@ -20,12 +20,13 @@ from sklearn.datasets import load_iris
 
 from flaskserve.metrics import Metrics
 from flaskserve.monitoring import in_own_process
-from flaskserve.monitoring.base import SLICE, Answers, Observation
+from flaskserve.monitoring.base import Answers, Observation
 from flaskserve.monitoring.process import MonitorProcess
 from flaskserve.monitoring.process_main import Monitors
 from flaskserve.monitoring.process_wire import (
     LOG,
     SHADOW,
+    Pending,
     decode,
     decode_settings,
     encode,
@@ -121,7 +122,7 @@ def test_a_batch_of_mixed_answers_comes_back_as_it_was_sent(repository: Path) ->
         seen = _answer(model, rows[start : start + size], i, proba=i % 2 == 0)
         sent.append((seen, LOG | SHADOW if i % 3 else LOG))
         start += size
-    batch = decode(encode(sent, {("iris", 2, 0.0): 7}))
+    batch = decode(encode(Pending.of(sent).groups(), {("iris", 2, 0.0): 7}))
 
     assert batch.shadow_dropped == {("iris", 2, 0.0): 7}
     assert len(batch.groups) == 2  # with probabilities, and without
@@ -138,17 +139,16 @@ def test_a_batch_of_mixed_answers_comes_back_as_it_was_sent(repository: Path) ->
                 _same(request, back[request["id"]])
 
 
-def test_a_batch_longer_than_a_slice_comes_back_whole_and_in_order(repository: Path) -> None:
-    """The sender groups a slice at a time (the request threads run in between) and joins
-    each version's slices again: one group, every request where it was sent."""
+def test_a_long_batch_comes_back_whole_and_in_order(repository: Path) -> None:
+    """One version's answers, queued one by one in columns, travel as one group, in order."""
     registry, _ = _served(repository)
     model = registry.snapshot.get("iris", 1)
     rows = load_iris().data
     sent = [
         (_answer(model, rows[i % 150 : i % 150 + 1], i, proba=False), LOG if i % 3 else SHADOW)
-        for i in range(2 * SLICE + 5)
+        for i in range(261)
     ]
-    (group,) = decode(encode(sent, {})).groups
+    (group,) = decode(encode(Pending.of(sent).groups(), {})).groups
     assert group.answers.request_ids == tuple(seen.request_id for seen, _ in sent)
     assert group.uses.tolist() == [uses for _, uses in sent]
     for (seen, _), back in zip(sent, _requests(group.answers), strict=True):
@@ -164,7 +164,7 @@ def test_typed_rows_travel_column_by_column(census_dir: Path, census: Any) -> No
     sent = [
         (_answer(model, table.take(np.arange(i, i + 2)), i, proba=False), LOG) for i in (0, 2, 4)
     ]
-    (group,) = decode(encode(sent, {})).groups
+    (group,) = decode(encode(Pending.of(sent).groups(), {})).groups
     back = {r["id"]: r for r in _requests(group.answers)}
     for seen, _ in sent:
         _same(_as_sent(seen), back[seen.request_id])
@@ -345,7 +345,7 @@ def test_answers_of_a_version_the_monitor_process_lacks_are_counted_lost(
     rows = load_iris().data
     known = [(_answer(model, rows[:2], 0, proba=False), LOG)]
     unknown = [(_answer(model, rows[2:5], 1, proba=True), LOG)]
-    batch = decode(encode(known + unknown, {}))
+    batch = decode(encode(Pending.of(known + unknown).groups(), {}))
     gone = next(g for g in batch.groups if g.answers.request_ids == ("r1",))
     gone.version = 9  # unloaded here, say, before this process took the batch
     monitors.take(batch)

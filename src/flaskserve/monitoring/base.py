@@ -5,9 +5,8 @@ from __future__ import annotations
 import multiprocessing.util
 import os
 import threading
-import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -34,25 +33,6 @@ class Observation:
     request_id: str
     endpoint: str
     time: float
-
-
-#: answers a monitor's thread in a worker handles at a time (docs/monitoring.md, "Where
-#: the monitors run"): a request thread then waits for the interpreter a slice, not a batch
-SLICE = 128
-#: how long that thread leaves the interpreter free between two slices
-YIELD_SECONDS = 0.0001
-
-
-def in_slices(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    """*items* a :data:`SLICE` at a time, the interpreter left free between two.
-
-    A thread that wants the interpreter waits for the switch interval before it may
-    take it; a short sleep hands it over at once.
-    """
-    for start in range(0, len(items), SLICE):
-        if start:
-            time.sleep(YIELD_SECONDS)
-        yield items[start : start + SLICE]
 
 
 @dataclass(frozen=True)
@@ -82,12 +62,12 @@ class Answers:
         first = seen[0].prediction
         count = len(seen)
         return cls(
-            inputs=_joined([s.inputs for s in seen]),
-            predictions=_stacked([s.prediction.predictions for s in seen]),
+            inputs=joined_inputs([s.inputs for s in seen]),
+            predictions=stacked([s.prediction.predictions for s in seen]),
             probabilities=None
             if first.probabilities is None
-            else _stacked([s.prediction.probabilities for s in seen]),
-            scores=None if first.scores is None else _stacked([s.prediction.scores for s in seen]),
+            else stacked([s.prediction.probabilities for s in seen]),
+            scores=None if first.scores is None else stacked([s.prediction.scores for s in seen]),
             sizes=np.fromiter((len(s.inputs) for s in seen), dtype=np.int64, count=count),
             request_ids=tuple(s.request_id for s in seen),
             endpoints=tuple(s.endpoint for s in seen),
@@ -101,16 +81,16 @@ class Answers:
             return parts[0]
         first = parts[0]
         return cls(
-            inputs=_joined([p.inputs for p in parts]),
-            predictions=_stacked([p.predictions for p in parts]),
+            inputs=joined_inputs([p.inputs for p in parts]),
+            predictions=stacked([p.predictions for p in parts]),
             probabilities=None
             if first.probabilities is None
-            else _stacked([p.probabilities for p in parts]),
-            scores=None if first.scores is None else _stacked([p.scores for p in parts]),
-            sizes=_stacked([p.sizes for p in parts]),
+            else stacked([p.probabilities for p in parts]),
+            scores=None if first.scores is None else stacked([p.scores for p in parts]),
+            sizes=stacked([p.sizes for p in parts]),
             request_ids=tuple(r for p in parts for r in p.request_ids),
             endpoints=tuple(e for p in parts for e in p.endpoints),
-            times=_stacked([p.times for p in parts]),
+            times=stacked([p.times for p in parts]),
         )
 
     def requests(self, chosen: np.ndarray) -> Answers:
@@ -146,7 +126,7 @@ class Answers:
         )
 
 
-def _joined(inputs: list[Any]) -> np.ndarray | Table:
+def joined_inputs(inputs: list[Any]) -> np.ndarray | Table:
     first = inputs[0]
     if len(inputs) == 1:
         return first  # type: ignore[no-any-return]
@@ -155,7 +135,7 @@ def _joined(inputs: list[Any]) -> np.ndarray | Table:
     return np.concatenate(inputs)
 
 
-def _stacked(arrays: list[Any]) -> np.ndarray:
+def stacked(arrays: list[Any]) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 

@@ -27,7 +27,7 @@ from ..artifact import ModelManifest
 from ..errors import FlaskServeError
 from ..schema import Table
 from ..settings import Settings
-from .base import Observation, reset_after_fork, start_thread
+from .base import Observation, joined_inputs, reset_after_fork, start_thread
 from .drift_baseline import Bins, bins_of, min_rows, stability_index, status_of
 from .drift_counts import SLOTS, CountStore, Key, Summary, Tally
 
@@ -127,7 +127,7 @@ class DriftMonitor:
                 key = (model.name, model.version)
                 bins = self._bins_of(key, model.runtime.manifest)
                 if bins is not None:
-                    rows = _joined(inputs)
+                    rows = joined_inputs(inputs)
                     counts = {b.name: b.count(c) for b, c in zip(bins, _columns(rows), strict=True)}
                     self._store.add(key, slot, len(rows), counts)
             self._unshared = self._unshared or bool(taken)
@@ -226,15 +226,6 @@ def _shares(bins: Bins, tally: Tally) -> list[float | None]:
     if counts is None or len(counts) != len(bins.labels) or not counts.sum():
         return [None] * len(bins.labels)
     return [round(float(n) / float(counts.sum()), 4) for n in counts]
-
-
-def _joined(inputs: list[np.ndarray | Table]) -> np.ndarray | Table:
-    first = inputs[0]
-    if len(inputs) == 1:
-        return first
-    if isinstance(first, Table):
-        return first.concat(*(t for t in inputs[1:] if isinstance(t, Table)))
-    return np.concatenate([m for m in inputs if isinstance(m, np.ndarray)])
 
 
 def _columns(rows: np.ndarray | Table) -> tuple[np.ndarray, ...]:

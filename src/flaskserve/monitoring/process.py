@@ -25,13 +25,24 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from typing import IO, Any
+
+import numpy as np
 
 from ..runtime.registry import ModelRegistry
 from ..settings import Settings
 from .base import Observation, reset_after_fork, start_thread, stop_thread
-from .process_wire import LOG, SHADOW, DroppedKey, encode, encode_settings, write_frame
+from .process_wire import (
+    LOG,
+    SHADOW,
+    DroppedKey,
+    Group,
+    Pending,
+    encode,
+    encode_settings,
+    write_frame,
+)
 from .requestlog import DROP_REASONS
 
 logger = logging.getLogger(__name__)
@@ -80,8 +91,7 @@ class MonitorProcess:
     def _reset(self) -> None:
         """A new process's state: its parent's queue, thread and child are not its own."""
         self._lock = threading.Lock()
-        self._queue: deque[tuple[Observation, int]] = deque()
-        self._queued_rows = 0
+        self._pending = Pending()
         self._dropped: Counter[DroppedKey] = Counter()  # shadow requests, not yet reported
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -102,11 +112,11 @@ class MonitorProcess:
             return
         rows = len(observation.inputs)
         with self._lock:
-            if self._queued_rows and self._queued_rows + rows > self._queue_rows:
+            pending = self._pending
+            if pending.rows and pending.rows + rows > self._queue_rows:
                 self._drop(observation, uses, found)
                 return
-            self._queue.append((observation, uses))
-            self._queued_rows += rows
+            pending.add(observation, uses)
             if self._thread is None:
                 self._start()
 
@@ -114,9 +124,13 @@ class MonitorProcess:
         if uses & LOG:
             self._metrics.log_dropped.labels("queue_full").inc(len(observation.inputs))
         if uses & SHADOW:
-            challenger, plan = found
-            self._metrics.shadow_dropped.labels(challenger.name, str(challenger.version)).inc()
-            self._dropped[(challenger.name, challenger.version, plan.started)] += 1
+            self._drop_shadow(found, 1)
+
+    def _drop_shadow(self, found: Any, requests: int) -> None:
+        """Count *requests* the challenger *found* will not see (under the lock)."""
+        challenger, plan = found
+        self._metrics.shadow_dropped.labels(challenger.name, str(challenger.version)).inc(requests)
+        self._dropped[(challenger.name, challenger.version, plan.started)] += requests
 
     def _start(self) -> None:
         self._thread = start_thread(self._run, "flaskserve-monitors", self.close)
@@ -138,14 +152,13 @@ class MonitorProcess:
 
     def _send_queued(self) -> None:
         with self._lock:
-            taken, self._queue = self._queue, deque()
-            self._queued_rows = 0
+            taken, self._pending = self._pending, Pending()
             dropped, self._dropped = self._dropped, Counter()
         if not taken and not dropped:
             return
-        payload = encode(list(taken), dropped)
-        if not self._send(payload):
-            self._count_lost(taken, dropped)
+        groups = taken.groups()
+        if not self._send(encode(groups, dropped)):
+            self._count_lost(groups, dropped)
 
     def _send(self, payload: bytes) -> bool:
         """Write *payload* to the monitor process (started if need be); ``False``: lost."""
@@ -179,19 +192,17 @@ class MonitorProcess:
         self._child = child
         return child
 
-    def _count_lost(
-        self, taken: deque[tuple[Observation, int]], dropped: Counter[DroppedKey]
-    ) -> None:
-        logged = sum(len(seen.inputs) for seen, uses in taken if uses & LOG)
+    def _count_lost(self, groups: list[Group], dropped: Counter[DroppedKey]) -> None:
+        logged = sum(int(g.answers.sizes[(g.uses & LOG) > 0].sum()) for g in groups)
         if logged:
             self._metrics.log_dropped.labels("write_failed").inc(logged)
         with self._lock:  # reported with the next batch the monitor process takes
             self._dropped.update(dropped)
-            for seen, uses in taken:
-                if uses & SHADOW:
-                    found = self._registry.snapshot.challenger(seen.model.name)
-                    if found is not None:
-                        self._drop(seen, SHADOW, found)
+            for group in groups:
+                compared = int(np.count_nonzero(group.uses & SHADOW))
+                found = self._registry.snapshot.challenger(group.name) if compared else None
+                if found is not None:
+                    self._drop_shadow(found, compared)
 
     def _end_child(self) -> None:
         child = self._child

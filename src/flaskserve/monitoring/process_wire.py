@@ -27,7 +27,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..settings import Settings
-from .base import Answers, Observation, in_slices, kind_of
+from .base import Answers, Observation, joined_inputs, kind_of, stacked
 
 #: an answer for the request log
 LOG = 1
@@ -65,33 +65,90 @@ class Batch:
     shadow_dropped: dict[DroppedKey, int] = field(default_factory=dict)
 
 
-def encode(
-    answers: Sequence[tuple[Observation, int]], shadow_dropped: dict[DroppedKey, int]
-) -> bytes:
-    """A frame's payload: *answers* (each with its uses) grouped, and the drops to report."""
-    parts: dict[tuple[Any, ...], list[Group]] = {}
-    for some in in_slices(answers):  # the request threads get the interpreter between slices
-        grouped: dict[tuple[Any, ...], list[tuple[Observation, int]]] = {}
-        for seen, uses in some:
-            grouped.setdefault((id(seen.model), *kind_of(seen)), []).append((seen, uses))
-        for key, members in grouped.items():
-            parts.setdefault(key, []).append(_group(members))
-    batch = Batch([_merged(groups) for groups in parts.values()], dict(shadow_dropped))
-    return pickle.dumps(batch, protocol=5)
+class Pending:
+    """Answers waiting for the monitor process, already in columns: for each model version
+    and kind, a list per column, appended to on the request thread (:meth:`add`, a few
+    appends), so that building the frame takes no Python step per answer and holds the
+    interpreter for moments only (docs/monitoring.md, "Where the monitors run").
+
+    Not locked: its owner adds and takes under a lock of its own.
+    """
+
+    def __init__(self) -> None:
+        self._columns: dict[tuple[Any, ...], _Columns] = {}
+        self.rows = 0
+
+    @classmethod
+    def of(cls, answers: Sequence[tuple[Observation, int]]) -> Pending:
+        pending = cls()
+        for seen, uses in answers:
+            pending.add(seen, uses)
+        return pending
+
+    def __bool__(self) -> bool:
+        return bool(self._columns)
+
+    def add(self, seen: Observation, uses: int) -> None:
+        """Queue *seen* for *uses* (:data:`LOG`, :data:`SHADOW`)."""
+        key = (id(seen.model), *kind_of(seen))  # the object that answered: kept alive below
+        columns = self._columns.get(key)
+        if columns is None:
+            columns = self._columns[key] = _Columns(seen)
+        columns.add(seen, uses)
+        self.rows += len(seen.inputs)
+
+    def groups(self) -> list[Group]:
+        return [columns.group() for columns in self._columns.values()]
 
 
-def _group(members: list[tuple[Observation, int]]) -> Group:
-    seen = [m[0] for m in members]
-    uses = np.fromiter((m[1] for m in members), dtype=np.uint8, count=len(members))
-    return Group(seen[0].model.name, seen[0].model.version, uses, Answers.of(seen))
+class _Columns:
+    """One model version's and kind's answers, a list per column."""
+
+    def __init__(self, first: Observation) -> None:
+        self.model = first.model
+        self.inputs: list[Any] = []
+        self.predictions: list[np.ndarray] = []
+        self.probabilities: list[np.ndarray] | None = (
+            None if first.prediction.probabilities is None else []
+        )
+        self.scores: list[np.ndarray] | None = None if first.prediction.scores is None else []
+        self.request_ids: list[str] = []
+        self.endpoints: list[str] = []
+        self.times: list[float] = []
+        self.uses: list[int] = []
+
+    def add(self, seen: Observation, uses: int) -> None:
+        prediction = seen.prediction
+        self.inputs.append(seen.inputs)
+        self.predictions.append(prediction.predictions)
+        if self.probabilities is not None:
+            self.probabilities.append(prediction.probabilities)  # type: ignore[arg-type]
+        if self.scores is not None:
+            self.scores.append(prediction.scores)  # type: ignore[arg-type]
+        self.request_ids.append(seen.request_id)
+        self.endpoints.append(seen.endpoint)
+        self.times.append(seen.time)
+        self.uses.append(uses)
+
+    def group(self) -> Group:
+        answers = Answers(
+            inputs=joined_inputs(self.inputs),
+            predictions=stacked(self.predictions),
+            probabilities=None if self.probabilities is None else stacked(self.probabilities),
+            scores=None if self.scores is None else stacked(self.scores),
+            sizes=np.fromiter(map(len, self.inputs), dtype=np.int64, count=len(self.inputs)),
+            request_ids=tuple(self.request_ids),
+            endpoints=tuple(self.endpoints),
+            times=np.array(self.times, dtype=np.float64),
+        )
+        uses = np.array(self.uses, dtype=np.uint8)
+        return Group(self.model.name, self.model.version, uses, answers)
 
 
-def _merged(groups: list[Group]) -> Group:
-    """One version's groups, built a slice at a time, as one."""
-    if len(groups) == 1:
-        return groups[0]
-    first, uses = groups[0], np.concatenate([g.uses for g in groups])
-    return Group(first.name, first.version, uses, Answers.concat([g.answers for g in groups]))
+def encode(groups: list[Group], shadow_dropped: dict[DroppedKey, int]) -> bytes:
+    """A frame's payload: the answers' *groups* (:meth:`Pending.groups`) and the drops to
+    report."""
+    return pickle.dumps(Batch(groups, dict(shadow_dropped)), protocol=5)
 
 
 #: what a frame may name: a batch's own classes and what NumPy pickles an array with
