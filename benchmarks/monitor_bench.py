@@ -14,18 +14,23 @@ answer as the highest version.
 - all three (drift, the log at 100%, the shadow at 100%).
 
 Each is loaded with wrk at 16 connections with the tutorial's row, ``--rounds`` times in
-turn (so the machine's drift falls on all of them), and each one's median round is set
-beside the baseline's: requests/s and p99, and the ratio. A second table gives the CPU
-per request over all rounds (``/proc``): the workers' request threads, their other threads
-(drift's, the sender's) and their monitor processes (the log's and the shadow's work), which
-shows where a monitor's cost lands. A third gives, from each server's ``/metrics``, what the
-monitors kept and dropped over the whole run.
+turn (so the machine's drift falls on all of them; each round starts one configuration
+later, so none always follows another). Two figures set each beside the baseline, the
+geometric mean of the two all-off servers: the ratio of the medians over the rounds
+(requests/s and p99, each median taken on its own), and the median of each round's ratio
+to the same round's baseline, with the interval that holds that median with at least 95%
+confidence (a sign test's: no assumption on the rounds' distribution). The two all-off
+servers' own intervals show what the run can tell apart. A second table gives the CPU per request over all rounds (``/proc``): the workers'
+request threads, their other threads (drift's, the sender's) and their monitor processes
+(the log's and the shadow's work), which shows where a monitor's cost lands, and how long
+the request threads waited for a core. A third gives, from each server's ``/metrics``,
+what the monitors kept and dropped over the whole run.
 
 With ``--think-ms N`` each connection waits N ms before each request, so the same load
 stays below what the server can answer: the figures then compare latency at equal load,
 where the monitors' work fits in the CPU the answers leave.
 
-    python benchmarks/monitor_bench.py [--duration 5] [--rounds 3] [--workers 2] [--think-ms 0]
+    python benchmarks/monitor_bench.py [--duration 3] [--rounds 15] [--workers 2] [--think-ms 0]
 
 Traffic goes to 127.0.0.1 only, and every load run is bounded in time.
 """
@@ -48,8 +53,8 @@ from serve_bench import BIN, ROW, _free_port, _wait_ready, _wrk
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--think-ms",
@@ -281,27 +286,37 @@ def _print(
     runs: dict[str, list[tuple[float, float, float, int]]], args: argparse.Namespace
 ) -> None:
     """Each figure's median over the rounds, taken on its own (the round with the median
-    req/s need not be the one with the median p99); then each round's ratio to the same
-    round's all off, whose median comes with the interval that holds the true median
-    with at least 95% confidence, whatever the rounds' distribution."""
+    req/s need not be the one with the median p99), against the all-off servers'; then the
+    median of each round's ratio to the same round's all-off servers, with the interval
+    that holds it with at least 95% confidence, whatever the rounds' distribution.
+
+    The reference is the geometric mean of the two all-off servers (of the one, with
+    ``--only``): one server's luck (a slow first round, its workers' placement) would
+    otherwise move every ratio at once.
+    """
     medians = {
         name: [_median([run[i] for run in values]) for i in range(3)]
         for name, values in runs.items()
     }
-    base_rps, _, base_p99 = medians["all off"]
+    offs = [name for name in runs if name.startswith("all off")]
+    base_rps, base_p99 = (math.prod(medians[n][i] for n in offs) ** (1 / len(offs)) for i in (0, 2))
+    base = [
+        tuple(math.prod(runs[n][r][i] for n in offs) ** (1 / len(offs)) for i in (0, 2))
+        for r in range(args.rounds)
+    ]
     print(
         f"\n{os.cpu_count()} cores, {args.workers} workers, wrk c=16"
         + (f" each waiting {args.think_ms} ms a request" if args.think_ms else "")
-        + f", {args.duration} s runs, median of {args.rounds} rounds\n\n"
+        + f", {args.duration} s runs, median of {args.rounds} rounds; ÷ all off: against"
+        f" the geometric mean of the {len(offs)} all-off servers\n\n"
         "| monitors | req/s | ÷ all off | p50 / p99 ms | p99 ÷ all off |"
         " req/s ÷ all off, by round | p99 ÷ all off, by round | errors |\n"
         "|---|---|---|---|---|---|---|---|"
     )
-    base = runs["all off"]
     for name, (rps, p50, p99) in medians.items():
         paired = [
-            _interval([run[i] / other[i] for run, other in zip(runs[name], base, strict=True)])
-            for i in (0, 2)
+            _interval([run[i] / ref[j] for run, ref in zip(runs[name], base, strict=True)])
+            for j, i in enumerate((0, 2))
         ]
         errors = sum(run[3] for run in runs[name])
         print(
