@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
+import weakref
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.test import create_environ
 
 from flaskserve.app import create_app
+from flaskserve.dataplane import CALL
 from flaskserve.errors import SettingsError
 from flaskserve.settings import Settings
 
@@ -141,3 +146,26 @@ def test_every_answer_says_its_request_id_and_only_an_answer_names_its_model(
     assert "X-Model-Version" not in refused.headers  # no model version answered
     answered = client.post("/predict", json=ROW)
     assert (answered.headers["X-Model-Name"], answered.headers["X-Model-Version"]) == ("iris", "1")
+
+
+def test_an_answered_request_leaves_no_cycle_for_the_collector(model_dir: Path) -> None:
+    """The request's Call and Werkzeug's Request hold the WSGI environ: once the answer is
+    out, the environ lets go of both, so reference counting frees them at once."""
+    app = create_app(Settings(model_dir=model_dir, poll_seconds=0))
+    environ = create_environ("/predict", method="POST", json=ROW)
+    held: list[weakref.ref[Any]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        assert status == "200 OK"
+        held.extend(weakref.ref(environ[key]) for key in (CALL, "werkzeug.request"))
+        return lambda data: None  # the WSGI write(), unused
+
+    gc.disable()  # only reference counting may free them
+    try:
+        answer = app.wsgi_app(environ, start_response)
+        assert b"".join(answer) == b'{"result":[2]}\n'
+        getattr(answer, "close", lambda: None)()
+        del answer
+        assert len(held) == 2 and [ref() for ref in held] == [None, None]
+    finally:
+        gc.enable()
