@@ -334,6 +334,35 @@ def test_a_monitor_process_that_dies_is_started_again_and_its_loss_counted(
     assert set(after) <= set(logged)  # the new child took everything after
 
 
+def test_a_frame_that_cannot_be_sent_counts_its_rows_and_requests_dropped(
+    repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log's rows and the shadow's requests of a lost frame are counted, each once; the
+    shadow's go to the monitor process with the next frame."""
+    metrics = Metrics()
+    registry, settings = _served(
+        repository, state_dir=tmp_path / "state", log_dir=tmp_path / "log", shadow="iris=2@0.5"
+    )
+    start_routing(settings, registry)
+    champion = registry.snapshot.get("iris")
+    link = MonitorProcess(settings, registry, metrics)
+    monkeypatch.setattr(link, "_start", lambda: None)  # no thread: the test sends
+    monkeypatch.setattr(link, "_send", lambda payload: False)  # the child is gone
+    rows = load_iris().data
+    for i in range(40):  # 1-3 rows each; half of them, about, drawn for the shadow
+        link.observe(_answer(champion, rows[i : i + 1 + i % 3], i, proba=i % 2 == 0))
+    assert not link._dropped  # nothing dropped yet
+    drawn = sum(int(np.count_nonzero(g.uses & SHADOW)) for g in link._pending.groups())
+    link._send_queued()
+
+    logged = sum(1 + i % 3 for i in range(40))
+    assert metrics.log_dropped.labels("write_failed")._value.get() == logged
+    assert 0 < drawn < 40
+    (key,) = link._dropped  # reported with the next frame
+    assert key[:2] == ("iris", 2) and link._dropped[key] == drawn
+    assert metrics.shadow_dropped.labels("iris", "2")._value.get() == drawn
+
+
 def test_answers_of_a_version_the_monitor_process_lacks_are_counted_lost(
     repository: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
