@@ -118,7 +118,8 @@ class DriftMonitor:
                 logger.exception("drift counting failed")
 
     def count_queued(self) -> None:
-        """Bin everything queued, one model version (and window slot) at a time, and share it."""
+        """Bin everything queued, one model version (and window slot) at a time; share the
+        counts if the last share is :data:`SHARE_SECONDS` old."""
         with self._count_lock:
             with self._pending_lock:
                 taken, self._pending = self._pending, {}

@@ -80,6 +80,7 @@ class Pending:
 
     @classmethod
     def of(cls, answers: Sequence[tuple[Observation, int]]) -> Pending:
+        """*answers*, each with its uses, queued at once."""
         pending = cls()
         for seen, uses in answers:
             pending.add(seen, uses)
