@@ -32,8 +32,9 @@ class LiveServer:
     process: subprocess.Popen[bytes]
     log: Path
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM, then SIGKILL if the server is still there after *timeout* seconds."""
+    def stop(self, timeout: float = 15.0) -> bool:
+        """SIGTERM, then SIGKILL if the server is still there after *timeout* seconds;
+        whether it ended of the SIGTERM (or had ended already)."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -41,6 +42,8 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+                return False
+        return True
 
 
 def start_server(

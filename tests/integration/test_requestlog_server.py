@@ -66,7 +66,10 @@ def test_the_log_of_a_running_killed_and_stopped_server(
     wait_for_listening_workers(server, 2, gone=killed)
     after = [f"b{i}" for i in range(30)]
     _send(server.url, after)
-    server.stop()  # SIGTERM: every worker writes what it holds
+    # SIGTERM: every worker writes what it holds. A worker waits up to 20 s for its monitor
+    # process (monitoring.process.CLOSE_SECONDS), which the new worker's may still be
+    # starting on a busy machine: a SIGKILL sooner would lose rows the server keeps
+    assert server.stop(timeout=45), "the server was still there 45 s after SIGTERM"
 
     files = sorted(root.glob("*/*"))
     assert files and all(p.suffix == ".parquet" and not p.name.startswith(".") for p in files)
