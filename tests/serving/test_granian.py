@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from flaskserve.cli import main
 from flaskserve.serving import granian
+from flaskserve.serving.stop_signals import STOP_SIGNALS
 from flaskserve.settings import Settings
 
 
@@ -99,14 +100,33 @@ def test_a_loading_worker_dies_of_sigterm(model_dir: Path) -> None:
     """Until granian sets a worker's handlers, it has the master's, which would lose a
     SIGTERM sent while the model loads: the stop would then wait 30 s to kill it."""
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    signal.pthread_sigmask(signal.SIG_BLOCK, granian.STOP_SIGNALS)  # as a worker is forked
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # as a worker is forked
     try:
         granian._load_app(Settings(model_dir=model_dir, poll_seconds=0))
-        assert not granian.STOP_SIGNALS & signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        assert not STOP_SIGNALS & signal.pthread_sigmask(signal.SIG_BLOCK, [])
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
         assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL
         assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, saved[signal.SIGHUP])
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, granian.STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+def test_a_gunicorn_worker_takes_a_held_stop_once_ready(model_dir: Path) -> None:
+    """gunicorn's workers are forked with the stop signals blocked too; the hook that runs
+    once a worker has its handlers and its app releases them."""
+    from types import SimpleNamespace
+
+    from flaskserve.app import create_app
+    from flaskserve.serving import gunicorn
+
+    app = create_app(Settings(model_dir=model_dir, poll_seconds=0))
+    saved = signal.getsignal(signal.SIGHUP)
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # as a worker is forked
+    try:
+        gunicorn._worker_ready(SimpleNamespace(wsgi=app))
+        assert not STOP_SIGNALS & signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        signal.signal(signal.SIGHUP, saved)

@@ -28,6 +28,7 @@ from ..metrics import MULTIPROCESS_ENV, forget_worker
 from ..settings import Settings
 from .hangup import rescan_on_hangup
 from .heap import freeze_loaded_heap
+from .stop_signals import hold_stop_signals_across_forks, release_stop_signals
 
 INSTALL_HINT = "pip install 'flaskserve[granian]'"
 #: the log line format gunicorn's workers use, so logs read the same under either server
@@ -147,29 +148,6 @@ def _forward_hangup() -> None:
     signal.signal(signal.SIGHUP, on_hangup)
 
 
-#: the signals that stop a granian worker
-STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
-
-
-def hold_stop_signals_across_forks() -> None:
-    """Fork the workers with SIGTERM and SIGINT blocked; :func:`_load_app` unblocks them.
-
-    A worker starts with the master's handlers, which only flag the master's copy: a stop
-    that reached a worker between its fork and its loader was lost, and the master waited
-    out the 30 s kill timeout. Blocked, the signal stays pending until the worker can act
-    on it. The master blocks them only while it forks.
-    """
-    os.register_at_fork(before=_block_stop_signals, after_in_parent=_unblock_stop_signals)
-
-
-def _block_stop_signals() -> None:
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-
-
-def _unblock_stop_signals() -> None:
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-
-
 def _load_app(settings: Settings) -> Flask:
     """granian's target loader, run in each worker after the fork."""
     from ..api.state import EXTENSION_KEY, ServerState
@@ -179,7 +157,7 @@ def _load_app(settings: Settings) -> Flask:
     # that came since the fork (held pending, see above) or comes while it loads ends it.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    _unblock_stop_signals()
+    release_stop_signals()
     directory = os.environ.get(MULTIPROCESS_ENV)
     if directory:
         forget_dead_workers(Path(directory))

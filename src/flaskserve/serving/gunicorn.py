@@ -19,6 +19,7 @@ from ..runtime.cores import CGROUP_CPU_MAX, usable_cores
 from ..settings import Settings
 from .hangup import rescan_on_hangup
 from .heap import freeze_loaded_heap
+from .stop_signals import hold_stop_signals_across_forks, release_stop_signals
 
 BUFFERING_WORKER = "flaskserve.serving.worker.BufferingSyncWorker"
 
@@ -101,10 +102,12 @@ class RescanningArbiter(Arbiter):  # type: ignore[misc]
             self.kill_worker(pid, signal.SIGHUP)
 
 
-def _rescan_on_hangup(worker: Any) -> None:
-    """gunicorn ``post_worker_init`` hook: SIGHUP in a worker starts a rescan."""
+def _worker_ready(worker: Any) -> None:
+    """gunicorn ``post_worker_init`` hook, once the worker's handlers are set and its app
+    loaded: a stop held since the fork now stops it; SIGHUP starts a rescan."""
     from ..api.state import EXTENSION_KEY
 
+    release_stop_signals()
     rescan_on_hangup(worker.wsgi.extensions[EXTENSION_KEY].registry)
 
 
@@ -145,9 +148,10 @@ def run_gunicorn(
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "flaskserve",
-        "post_worker_init": _rescan_on_hangup,
+        "post_worker_init": _worker_ready,
         "child_exit": lambda server, worker: forget_worker(worker.pid),
     }
+    hold_stop_signals_across_forks()
     GunicornServer(settings, options).run()
 
 
