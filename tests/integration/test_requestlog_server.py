@@ -43,7 +43,11 @@ def _wait_for_rows(root: Path, rows: int, deadline_s: float = 10) -> list[str]:
     return logged
 
 
-@on_both_servers()
+@on_both_servers(
+    "on a busy machine, rows a granian worker answered after a sibling was killed can be"
+    " missing after the graceful stop (docs/monitoring.md, known issue)",
+    sometimes=True,
+)
 def test_the_log_of_a_running_killed_and_stopped_server(
     model_dir: Path, tmp_path: Path, start: ServerStarter
 ) -> None:
@@ -70,6 +74,9 @@ def test_the_log_of_a_running_killed_and_stopped_server(
     # process (monitoring.process.CLOSE_SECONDS), which the new worker's may still be
     # starting on a busy machine: a SIGKILL sooner would lose rows the server keeps
     assert server.stop(timeout=45), "the server was still there 45 s after SIGTERM"
+    # granian's master may end before its workers' monitor processes have written what
+    # they were sent (docs/monitoring.md, "Where the monitors run"): they write the last rows
+    _wait_for_rows(root, len(before) + len(after), deadline_s=30)
 
     files = sorted(root.glob("*/*"))
     assert files and all(p.suffix == ".parquet" and not p.name.startswith(".") for p in files)
