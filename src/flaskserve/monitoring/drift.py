@@ -59,8 +59,7 @@ class DriftMonitor:
 
     def __init__(self, settings: Settings, registry: Any, metrics: Any) -> None:
         self.window_seconds = settings.drift_window_seconds
-        self._slot_seconds = self.window_seconds / SLOTS
-        self._store = CountStore(self._slot_seconds, settings.state_dir)
+        self._store = CountStore(self.window_seconds / SLOTS, settings.state_dir)
         self._registry = registry
         self._metrics = metrics
         self._bins: dict[Key, tuple[ModelManifest, tuple[Bins, ...] | None]] = {}
@@ -85,7 +84,7 @@ class DriftMonitor:
     def observe(self, observation: Observation) -> None:
         """Queue the answer for counting (the request's thread: a few hundred nanoseconds)."""
         model = observation.model
-        key = (id(model), int(observation.time // self._slot_seconds))  # CountStore.slot_of
+        key = (id(model), self._store.slot_of(observation.time))
         with self._pending_lock:
             if self._pending_answers >= QUEUE_LIMIT:
                 self._store.dropped += 1
